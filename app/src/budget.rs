@@ -1,0 +1,226 @@
+//! The memory budget: what the configuration allows vigil to hold, computed
+//! before anything is allocated.
+//!
+//! Each line is a capacity from the config times a per-item size, or a
+//! measured constant for memory we do not allocate ourselves (the decoder's
+//! reference pictures, the inference engine's weights and scratch, the
+//! runtime). `vigil check-config` prints it; `vigil run` prints it and refuses
+//! to start when the total exceeds `memory_limit`; at run time the monitor
+//! compares the measured RSS against the limit (see `main.rs`).
+//!
+//! The measured constants were taken with `make bench` on the sample clip
+//! and a 1080p stream; each names how. They err on the high side.
+
+use crate::config::Config;
+use crate::events::Event;
+use crate::frame::FrameBuf;
+use crate::metrics::Registry;
+use std::fmt;
+
+/// Pictures the software H.264 decoder keeps internally (reference and
+/// reorder buffers with their padding), in units of one I420 picture at the
+/// camera's maximum resolution. openh264 sizes its picture pool from the
+/// stream's max_num_ref_frames (at most 16) plus reordering slack; measured
+/// RSS growth decoding 1080p High profile fits well inside this.
+pub const SOFTWARE_DECODER_PICTURES: u64 = 20;
+
+/// Inference engine memory per loaded model, as a multiple of the model
+/// file: tract keeps the weights (f32, as in the frozen graph) plus its
+/// optimised plan; measured RSS after loading SSD-MobileNetV2 is below this.
+pub const MODEL_FILE_FACTOR_PERCENT: u64 = 150;
+
+/// Inference scratch per worker (activations of SSD-MobileNetV2 at 300x300
+/// plus the engine's input and output tensors).
+pub const ENGINE_SCRATCH_BYTES: u64 = 48 << 20;
+
+/// Everything else: code, runtime, allocator slack, the metrics registry.
+pub const FIXED_OVERHEAD_BYTES: u64 = 24 << 20;
+
+/// Stack memory counted per thread (what is touched, not the reservation).
+pub const THREAD_STACK_BYTES: u64 = 256 << 10;
+
+/// One budget line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BudgetLine {
+    /// The component.
+    pub component: &'static str,
+    /// How the figure was reached.
+    pub detail: String,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+/// The whole budget against the limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Budget {
+    /// One line per component.
+    pub lines: Vec<BudgetLine>,
+    /// The configured limit.
+    pub limit: u64,
+}
+
+impl Budget {
+    /// Computes the budget of `config` with a model file of `model_bytes`.
+    pub fn compute(config: &Config, model_bytes: u64) -> Budget {
+        let mut lines = Vec::new();
+        let mut frames = 0u64;
+        let mut packets = 0u64;
+        let mut decoders = 0u64;
+        for cam in &config.cameras {
+            let picture = FrameBuf::bytes_for(cam.max_width, cam.max_height) as u64;
+            frames += cam.frame_pool as u64 * picture;
+            packets += cam.packet_pool as u64 * cam.packet_size as u64;
+            decoders += SOFTWARE_DECODER_PICTURES * picture;
+        }
+        let n = config.cameras.len();
+        lines.push(BudgetLine {
+            component: "frame pools",
+            detail: per_camera(config, |c| {
+                format!("{} x {}x{} I420", c.frame_pool, c.max_width, c.max_height)
+            }),
+            bytes: frames,
+        });
+        lines.push(BudgetLine {
+            component: "packet buffers",
+            detail: per_camera(config, |c| format!("{} x {}", c.packet_pool, human(c.packet_size as u64))),
+            bytes: packets,
+        });
+        lines.push(BudgetLine {
+            component: "decoders",
+            detail: format!("{n} x {SOFTWARE_DECODER_PICTURES} reference pictures"),
+            bytes: decoders,
+        });
+        let workers = config.detector.workers as u64;
+        lines.push(BudgetLine {
+            component: "tensors",
+            detail: format!("{workers} worker(s) x {} engine scratch and tensors", human(ENGINE_SCRATCH_BYTES)),
+            bytes: workers * ENGINE_SCRATCH_BYTES,
+        });
+        lines.push(BudgetLine {
+            component: "model",
+            detail: format!(
+                "{} x {workers} worker(s) x {MODEL_FILE_FACTOR_PERCENT}% ({})",
+                human(model_bytes),
+                config.detector.model.display()
+            ),
+            bytes: workers * model_bytes * MODEL_FILE_FACTOR_PERCENT / 100,
+        });
+        let queue_slots: usize = config.cameras.iter().map(|c| c.packet_pool + c.frame_pool).sum();
+        let queues = (config.events.ring_capacity * std::mem::size_of::<Event>()
+            + queue_slots * 2 * std::mem::size_of::<usize>()) as u64;
+        lines.push(BudgetLine {
+            component: "queues",
+            detail: format!("event ring {} + {queue_slots} queue slots", config.events.ring_capacity),
+            bytes: queues,
+        });
+        let threads = thread_count(config) as u64;
+        lines.push(BudgetLine {
+            component: "fixed overhead",
+            detail: format!("runtime + {threads} threads"),
+            bytes: FIXED_OVERHEAD_BYTES + threads * THREAD_STACK_BYTES + std::mem::size_of::<Registry>() as u64,
+        });
+        Budget {
+            lines,
+            limit: config.memory_limit,
+        }
+    }
+
+    /// The sum of every line.
+    pub fn total(&self) -> u64 {
+        self.lines.iter().map(|l| l.bytes).sum()
+    }
+
+    /// Whether the total fits the limit.
+    pub fn fits(&self) -> bool {
+        self.total() <= self.limit
+    }
+}
+
+/// Threads the pipeline runs for `config`: the main (monitor) thread, the
+/// runtime's workers and its one blocking thread, a decoder per camera and
+/// the inference workers.
+pub fn thread_count(config: &Config) -> usize {
+    1 + config.io_threads + 1 + config.cameras.len() + config.detector.workers
+}
+
+fn per_camera(config: &Config, f: impl Fn(&crate::config::CameraConfig) -> String) -> String {
+    let mut parts: Vec<String> = config.cameras.iter().map(|c| format!("{}: {}", c.name, f(c))).collect();
+    if parts.len() > 3 {
+        let more = parts.len() - 2;
+        parts.truncate(2);
+        parts.push(format!("{more} more"));
+    }
+    if parts.is_empty() {
+        "no cameras".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Bytes in binary units, e.g. "3.0 MiB".
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+impl fmt::Display for Budget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "memory budget:")?;
+        for l in &self.lines {
+            writeln!(f, "  {:<15} {:>10}  {}", l.component, human(l.bytes), l.detail)?;
+        }
+        let total = self.total();
+        writeln!(f, "  {:<15} {:>10}", "total", human(total))?;
+        write!(
+            f,
+            "  {:<15} {:>10}  ({:.0}% used{})",
+            "limit",
+            human(self.limit),
+            total as f64 * 100.0 / self.limit.max(1) as f64,
+            if self.fits() { "" } else { ": OVER THE LIMIT" }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        Config::parse(text, "t.toml").unwrap()
+    }
+
+    #[test]
+    fn grows_with_capacities_and_detects_overrun() {
+        let one = config("[[camera]]\nurl = \"a.h264\"\n");
+        let b1 = Budget::compute(&one, 70 << 20);
+        let frame = FrameBuf::bytes_for(1920, 1080) as u64;
+        assert_eq!(b1.lines[0].bytes, 4 * frame);
+        assert_eq!(b1.lines[1].bytes, 8 << 20);
+        let two = config("[[camera]]\nurl = \"a.h264\"\nframe_pool = 8\n[[camera]]\nurl = \"b.h264\"\n");
+        let b2 = Budget::compute(&two, 70 << 20);
+        assert_eq!(b2.lines[0].bytes, 12 * frame);
+        assert!(b2.total() > b1.total());
+        assert!(b1.fits(), "{b1}");
+        let tight = config("memory_limit = \"64MiB\"\n[[camera]]\nurl = \"a.h264\"\n");
+        let b = Budget::compute(&tight, 70 << 20);
+        assert!(!b.fits());
+        assert!(b.to_string().contains("OVER THE LIMIT"), "{b}");
+    }
+
+    #[test]
+    fn human_units() {
+        assert_eq!(human(512), "512 B");
+        assert_eq!(human(3 << 20), "3.0 MiB");
+    }
+}

@@ -1,0 +1,364 @@
+//! The command line: `run`, `check-config`, `detect`, `version`.
+//!
+//! Hand-parsed (a handful of flags does not justify an argument-parser
+//! dependency in firmware); every mistake names the flag and says what is
+//! expected. Exit codes: 0 success, 1 failure while running, 2 bad usage or
+//! configuration, 3 stopped for exceeding the memory limit.
+
+use crate::budget::Budget;
+use crate::config::{Config, ConfigErrors};
+use crate::detect::{self, Detector};
+use crate::pipeline::{self, Pipeline};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Exit code for usage and configuration errors.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code when the process exceeded its memory limit.
+pub const EXIT_MEMORY: i32 = 3;
+
+const USAGE: &str = "\
+usage:
+  vigil run --config FILE
+  vigil run --camera URL [--camera URL]... [--data-dir DIR] [--listen ADDR] [--model PATH]
+            [--workers N] [--status-every SECS] [--unpaced]
+  vigil check-config FILE
+  vigil detect [--model PATH] [--min-score S] IMAGE...
+  vigil version
+
+URL is rtsp://[user:pass@]host[:port]/path or a local .h264, .h265 or .mp4 file.
+Environment: VIGIL_LOG=error|warn|info|debug sets the log level;
+VIGIL_CACHE_DIR sets where `make model` put the model (default ~/.cache/vigil).";
+
+/// Parsed `run` options.
+#[derive(Debug, Default, PartialEq)]
+pub struct RunArgs {
+    /// `--config FILE`.
+    pub config: Option<PathBuf>,
+    /// `--camera URL`, repeatable.
+    pub cameras: Vec<String>,
+    /// `--data-dir DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `--listen ADDR`.
+    pub listen: Option<String>,
+    /// `--model PATH`.
+    pub model: Option<PathBuf>,
+    /// `--workers N`.
+    pub workers: Option<usize>,
+    /// `--status-every SECS` (0 disables the status line).
+    pub status_every: Option<u64>,
+    /// `--unpaced`: play files as fast as they decode.
+    pub unpaced: bool,
+}
+
+fn value<'a>(args: &mut impl Iterator<Item = &'a String>, flag: &str) -> Result<&'a String, String> {
+    args.next().ok_or_else(|| format!("{flag} needs a value"))
+}
+
+/// Parses the arguments after `run`.
+pub fn parse_run(args: &[String]) -> Result<RunArgs, String> {
+    let mut out = RunArgs::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--config" => out.config = Some(value(&mut it, a)?.into()),
+            "--camera" => out.cameras.push(value(&mut it, a)?.clone()),
+            "--data-dir" => out.data_dir = Some(value(&mut it, a)?.into()),
+            "--listen" => out.listen = Some(value(&mut it, a)?.clone()),
+            "--model" => out.model = Some(value(&mut it, a)?.into()),
+            "--workers" => {
+                let v = value(&mut it, a)?;
+                out.workers = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|n| (1..=16).contains(n))
+                        .ok_or_else(|| format!("--workers takes 1 to 16, got `{v}`"))?,
+                );
+            }
+            "--status-every" => {
+                let v = value(&mut it, a)?;
+                out.status_every = Some(
+                    v.parse()
+                        .map_err(|_| format!("--status-every takes whole seconds, got `{v}`"))?,
+                );
+            }
+            "--unpaced" => out.unpaced = true,
+            other => return Err(format!("unknown option `{other}` for run")),
+        }
+    }
+    match (&out.config, out.cameras.is_empty()) {
+        (Some(_), false) => Err("give either --config or --camera, not both".into()),
+        (None, true) => Err("no cameras: give --config FILE or --camera URL".into()),
+        _ => Ok(out),
+    }
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main(args: &[String]) -> i32 {
+    let Some((cmd, rest)) = args.split_first() else {
+        eprintln!("{USAGE}");
+        return EXIT_USAGE;
+    };
+    match cmd.as_str() {
+        "run" => match parse_run(rest) {
+            Ok(run_args) => run(run_args),
+            Err(e) => usage_error(&e),
+        },
+        "check-config" => match rest {
+            [file] => check_config(&PathBuf::from(file)),
+            _ => usage_error("check-config takes one FILE"),
+        },
+        "detect" => detect_cmd(rest),
+        "version" | "--version" | "-V" => {
+            println!("vigil {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            0
+        }
+        other => usage_error(&format!("unknown command `{other}`")),
+    }
+}
+
+fn usage_error(msg: &str) -> i32 {
+    eprintln!("vigil: {msg}\n\n{USAGE}");
+    EXIT_USAGE
+}
+
+fn config_errors(e: &ConfigErrors) -> i32 {
+    for err in &e.0 {
+        eprintln!("config error: {err}");
+    }
+    EXIT_USAGE
+}
+
+fn model_bytes(config: &Config) -> Result<u64, String> {
+    std::fs::metadata(&config.detector.model)
+        .map(|m| m.len())
+        .map_err(|e| {
+            format!(
+                "detector model {}: {e} (run `make model`, or set detector.model / --model)",
+                config.detector.model.display()
+            )
+        })
+}
+
+fn check_config(path: &PathBuf) -> i32 {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => return config_errors(&e),
+    };
+    let model = match model_bytes(&config) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("config error: {}: `detector.model`: {e}", path.display());
+            return EXIT_USAGE;
+        }
+    };
+    let budget = Budget::compute(&config, model);
+    println!("{}: {} camera(s)", path.display(), config.cameras.len());
+    println!("{budget}");
+    if budget.fits() {
+        0
+    } else {
+        eprintln!("config error: the memory budget exceeds memory_limit; lower pool sizes or raise the limit");
+        1
+    }
+}
+
+fn load_config(a: &RunArgs) -> Result<Config, i32> {
+    let mut config = match &a.config {
+        Some(path) => Config::load(path),
+        None => Config::from_urls(&a.cameras),
+    }
+    .map_err(|e| config_errors(&e))?;
+    if let Some(d) = &a.data_dir {
+        config.data_dir = d.clone();
+    }
+    if let Some(l) = &a.listen {
+        config.listen = l
+            .parse()
+            .map_err(|_| usage_error(&format!("--listen takes address:port, got `{l}`")))?;
+    }
+    if let Some(m) = &a.model {
+        config.detector.model = m.clone();
+    }
+    if let Some(w) = a.workers {
+        config.detector.workers = w;
+    }
+    Ok(config)
+}
+
+fn run(a: RunArgs) -> i32 {
+    let config = match load_config(&a) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let model = match model_bytes(&config) {
+        Ok(n) => n,
+        Err(e) => {
+            log::error!("{e}");
+            return EXIT_USAGE;
+        }
+    };
+    let budget = Budget::compute(&config, model);
+    for line in budget.to_string().lines() {
+        log::info!("{line}");
+    }
+    if !budget.fits() {
+        log::error!("refusing to start: the memory budget exceeds memory_limit");
+        return 1;
+    }
+    let mut detectors: Vec<Box<dyn Detector>> = Vec::with_capacity(config.detector.workers);
+    for _ in 0..config.detector.workers {
+        match detect::ssd::SsdMobilenetV2::load(&config.detector.model) {
+            Ok(d) => detectors.push(Box::new(d)),
+            Err(e) => {
+                log::error!("{e}");
+                return 1;
+            }
+        }
+    }
+    log::info!(
+        "vigil {} starting: {} camera(s), backend software, {} inference worker(s), {} threads",
+        env!("CARGO_PKG_VERSION"),
+        config.cameras.len(),
+        config.detector.workers,
+        crate::budget::thread_count(&config)
+    );
+    let pipeline = match Pipeline::start(&config, pipeline::software_parts(detectors, !a.unpaced)) {
+        Ok(p) => p,
+        Err(e) => {
+            log::error!("{e}");
+            return 1;
+        }
+    };
+    pipeline.registry.memory_budget_bytes.set(budget.total() as f64);
+    pipeline.registry.memory_limit_bytes.set(config.memory_limit as f64);
+    let code = monitor(&pipeline, config.memory_limit, a.status_every.unwrap_or(30));
+    pipeline.stop();
+    log::info!("stopped");
+    code
+}
+
+/// Samples once a second until shutdown; enforces the memory limit (three
+/// consecutive readings over it stop the process with [`EXIT_MEMORY`], so the
+/// service manager restarts it before the kernel's OOM killer picks a victim).
+fn monitor(pipeline: &Pipeline, limit: u64, status_every: u64) -> i32 {
+    let shutdown = pipeline.shutdown_handle();
+    let mut state = pipeline.monitor_state();
+    let mut over = 0;
+    let mut last_status = Instant::now();
+    while !shutdown.is_requested() {
+        std::thread::sleep(Duration::from_secs(1));
+        pipeline.sample(&mut state);
+        if state.last.rss_bytes > limit {
+            over += 1;
+            log::error!(
+                "RSS {} exceeds memory_limit {} ({over}/3)",
+                crate::budget::human(state.last.rss_bytes),
+                crate::budget::human(limit)
+            );
+            if over >= 3 {
+                return EXIT_MEMORY;
+            }
+        } else {
+            over = 0;
+        }
+        if status_every > 0 && last_status.elapsed() >= Duration::from_secs(status_every) {
+            last_status = Instant::now();
+            log_status(pipeline, &state);
+        }
+    }
+    0
+}
+
+fn log_status(pipeline: &Pipeline, state: &crate::pipeline::MonitorState) {
+    use crate::metrics::DropReason;
+    for cam in &pipeline.registry.cameras {
+        let s = cam.status();
+        log::info!(
+            "status camera={} state={} decoded={} detected={} decode_fps={:.1} detect_fps={:.1} packets_lost={} frames_dropped_pool_empty={} reconnects={} events={}",
+            cam.name,
+            s.state.as_str(),
+            cam.frames_decoded.get(),
+            cam.frames_detected.get(),
+            cam.decode_fps.get(),
+            cam.detect_fps.get(),
+            cam.packets_dropped.lost(),
+            cam.frames_dropped.get(DropReason::PoolEmpty),
+            cam.reconnects.get(),
+            cam.events.get(),
+        );
+    }
+    log::info!(
+        "status process rss={} threads={} fds={} uptime={}s",
+        state.last.rss_bytes,
+        state.last.threads,
+        state.last.open_fds,
+        pipeline.uptime().as_secs()
+    );
+}
+
+fn detect_cmd(args: &[String]) -> i32 {
+    let mut model = detect::default_model_path();
+    let mut min_score = 0.3f32;
+    let mut images = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--model" => match it.next() {
+                Some(v) => model = v.into(),
+                None => return usage_error("--model needs a value"),
+            },
+            "--min-score" => match it.next().and_then(|v| v.parse::<f32>().ok()) {
+                Some(v) if v > 0.0 && v <= 1.0 => min_score = v,
+                _ => return usage_error("--min-score takes a number in (0, 1]"),
+            },
+            _ if a.starts_with("--") => return usage_error(&format!("unknown option `{a}` for detect")),
+            _ => images.push(PathBuf::from(a)),
+        }
+    }
+    if images.is_empty() {
+        return usage_error("detect needs at least one IMAGE");
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match detect::cli::detect_images(&model, &images, min_score, &mut out) {
+        Ok(0) => 0,
+        Ok(_failed) => 1,
+        Err(e) => {
+            eprintln!("vigil: {e}");
+            1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn run_needs_exactly_one_camera_source() {
+        assert!(parse_run(&s(&[])).unwrap_err().contains("no cameras"));
+        assert!(parse_run(&s(&["--config", "a", "--camera", "b"])).is_err());
+        let a = parse_run(&s(&["--camera", "a.mp4", "--camera", "rtsp://x/y", "--workers", "2"])).unwrap();
+        assert_eq!(a.cameras.len(), 2);
+        assert_eq!(a.workers, Some(2));
+        assert!(parse_run(&s(&["--camera"])).unwrap_err().contains("needs a value"));
+        assert!(parse_run(&s(&["--camera", "a.mp4", "--workers", "0"])).is_err());
+        assert!(parse_run(&s(&["--bogus"])).unwrap_err().contains("unknown option"));
+    }
+
+    #[test]
+    fn unknown_commands_are_usage_errors() {
+        assert_eq!(main(&s(&["frobnicate"])), EXIT_USAGE);
+        assert_eq!(main(&s(&[])), EXIT_USAGE);
+        assert_eq!(main(&s(&["version"])), 0);
+    }
+}

@@ -1,0 +1,691 @@
+//! The configuration file: one TOML document, validated in full before
+//! anything starts.
+//!
+//! Every capacity that bounds memory (frame and packet pools, queue and ring
+//! sizes, picture size limits) comes from here, so the memory budget can be
+//! computed from a [`Config`] alone. Parsing rejects unknown keys and every
+//! error names the file, the line and the key path (`camera[1].detect_fps`),
+//! because the people who read these errors are installing a box, often over
+//! a serial console. Defaults are chosen so a camera needs only a `url`.
+
+use crate::packet::Codec;
+use crate::source;
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// Classes reported when a camera does not list its own.
+pub const DEFAULT_CLASSES: [&str; 6] = ["person", "bicycle", "car", "motorcycle", "bus", "truck"];
+
+/// A validated configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Where events, snapshots and clips are stored.
+    pub data_dir: PathBuf,
+    /// Address of the web interface.
+    pub listen: SocketAddr,
+    /// Hard memory limit for the process, in bytes; the budget must fit.
+    pub memory_limit: u64,
+    /// The object detector.
+    pub detector: DetectorConfig,
+    /// Threads of the async runtime (RTSP sources, web).
+    pub io_threads: usize,
+    /// The in-memory event ring and the object tracker.
+    pub events: EventsConfig,
+    /// The cameras, in file order.
+    pub cameras: Vec<CameraConfig>,
+}
+
+/// Which detector runs and how many workers share it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DetectorConfig {
+    /// The model family.
+    pub kind: DetectorKind,
+    /// The model file.
+    pub model: PathBuf,
+    /// Inference worker threads, shared by all cameras.
+    pub workers: usize,
+}
+
+/// Supported model families.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DetectorKind {
+    /// SSD-MobileNetV2-COCO frozen TensorFlow graph on the CPU (tract).
+    SsdMobilenetV2,
+}
+
+impl DetectorKind {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DetectorKind::SsdMobilenetV2 => "ssd-mobilenet-v2",
+        }
+    }
+}
+
+/// The event ring and tracker settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventsConfig {
+    /// Events kept in memory; the oldest is evicted when full.
+    pub ring_capacity: usize,
+    /// An object unseen for this long has left; its return is a new event.
+    pub track_timeout: Duration,
+}
+
+/// One camera.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CameraConfig {
+    /// Unique name, used in logs, metrics labels and the API.
+    pub name: String,
+    /// `rtsp://...` or a local `.h264`/`.h265`/`.mp4` file.
+    pub url: String,
+    /// The codec if known in advance; otherwise taken from the stream.
+    pub codec: Option<Codec>,
+    /// Detections per second (frames in between are decoded, not detected).
+    pub detect_fps: f32,
+    /// Class names that raise events.
+    pub classes: Vec<String>,
+    /// Minimum detection score (0..1].
+    pub min_score: f32,
+    /// RTSP user name.
+    pub username: Option<String>,
+    /// RTSP password.
+    pub password: Option<String>,
+    /// Largest picture accepted (frame buffers are sized for it).
+    pub max_width: u32,
+    /// Largest picture height accepted.
+    pub max_height: u32,
+    /// Decoded frames held for detection at once.
+    pub frame_pool: usize,
+    /// Compressed access units buffered between source and decoder.
+    pub packet_pool: usize,
+    /// Bytes per access unit buffer (largest key frame accepted).
+    pub packet_size: usize,
+    /// First reconnect delay.
+    pub reconnect_min: Duration,
+    /// Longest reconnect delay.
+    pub reconnect_max: Duration,
+    /// No frame for this long means the stream is dead.
+    pub stall_timeout: Duration,
+}
+
+/// A configuration error, located.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file (or `--camera` for command-line cameras).
+    pub file: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// The key path, e.g. `camera[1].detect_fps`.
+    pub key: String,
+    /// What is wrong and what is accepted.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: ", self.file, line)?,
+            None => write!(f, "{}: ", self.file)?,
+        }
+        if !self.key.is_empty() {
+            write!(f, "`{}`: ", self.key)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// All errors found in one file (parsing stops at the first syntax or type
+/// error; semantic checks report every problem).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: file.clone(),
+                line: None,
+                key: String::new(),
+                message: format!("cannot read: {e}"),
+            }])
+        })?;
+        Config::parse(&text, &file)
+    }
+
+    /// Validates `text`; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
+        let located = |key: String, span: Option<Range<usize>>, message: String| ConfigError {
+            file: file.to_owned(),
+            line: span.map(|s| line_of(text, s.start)),
+            key,
+            message,
+        };
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| ConfigErrors(vec![located(String::new(), e.span(), e.message().to_owned())]))?;
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let key = if key == "." { String::new() } else { key };
+            ConfigErrors(vec![located(key, inner.span(), inner.message().to_owned())])
+        })?;
+        let mut errors = Vec::new();
+        let config = raw.validate(&mut |key: String, span: Range<usize>, message: String| {
+            errors.push(located(key, Some(span), message))
+        });
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// A configuration with every default and the given camera URLs, for
+    /// `vigil run --camera URL ...`.
+    pub fn from_urls(urls: &[String]) -> Result<Config, ConfigErrors> {
+        let mut text = String::new();
+        for url in urls {
+            text.push_str("[[camera]]\nurl = ");
+            push_toml_string(&mut text, url);
+            text.push('\n');
+        }
+        Config::parse(&text, "--camera")
+    }
+}
+
+/// Appends `s` as a TOML basic string (quoted, with escapes).
+fn push_toml_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+// ---- The file's shape, as serde sees it ----
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<Spanned<String>>,
+    memory_limit: Option<ByteSize>,
+    #[serde(default)]
+    detector: RawDetector,
+    #[serde(default)]
+    runtime: RawRuntime,
+    #[serde(default)]
+    events: RawEvents,
+    #[serde(default, rename = "camera")]
+    cameras: Vec<RawCamera>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDetector {
+    kind: Option<Spanned<String>>,
+    model: Option<PathBuf>,
+    workers: Option<Count<1, 16>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRuntime {
+    io_threads: Option<Count<1, 8>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEvents {
+    ring_capacity: Option<Count<1, 1_000_000>>,
+    track_timeout: Option<Seconds>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCamera {
+    name: Option<Spanned<String>>,
+    url: Spanned<String>,
+    codec: Option<Spanned<String>>,
+    detect_fps: Option<Ranged>,
+    classes: Option<Vec<Spanned<String>>>,
+    min_score: Option<Ranged>,
+    username: Option<String>,
+    password: Option<String>,
+    max_resolution: Option<Resolution>,
+    frame_pool: Option<Count<1, 256>>,
+    packet_pool: Option<Count<2, 1024>>,
+    packet_size: Option<ByteSize>,
+    reconnect_min: Option<Seconds>,
+    reconnect_max: Option<Seconds>,
+    stall_timeout: Option<Seconds>,
+}
+
+type Report<'a> = dyn FnMut(String, Range<usize>, String) + 'a;
+
+impl RawConfig {
+    fn validate(self, report: &mut Report<'_>) -> Config {
+        let listen = match &self.listen {
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+            Some(s) => s.get_ref().parse().unwrap_or_else(|_| {
+                report(
+                    "listen".into(),
+                    s.span(),
+                    format!("`{}` is not an address:port such as 127.0.0.1:8080", s.get_ref()),
+                );
+                SocketAddr::from(([127, 0, 0, 1], 8080))
+            }),
+        };
+        let kind = match &self.detector.kind {
+            None => DetectorKind::SsdMobilenetV2,
+            Some(k) if k.get_ref() == "ssd-mobilenet-v2" => DetectorKind::SsdMobilenetV2,
+            Some(k) => {
+                report(
+                    "detector.kind".into(),
+                    k.span(),
+                    format!("unknown detector `{}`; supported: ssd-mobilenet-v2", k.get_ref()),
+                );
+                DetectorKind::SsdMobilenetV2
+            }
+        };
+        let mut cameras: Vec<CameraConfig> = Vec::with_capacity(self.cameras.len());
+        for (i, raw) in self.cameras.into_iter().enumerate() {
+            let (camera, name_span) = raw.validate(i, report);
+            if let Some(first) = cameras.iter().position(|c| c.name == camera.name) {
+                report(
+                    format!("camera[{i}].name"),
+                    name_span,
+                    format!("duplicate camera name `{}` (also camera[{first}])", camera.name),
+                );
+            }
+            cameras.push(camera);
+        }
+        Config {
+            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("/var/lib/vigil")),
+            listen,
+            memory_limit: self.memory_limit.map_or(512 << 20, |b| b.0),
+            detector: DetectorConfig {
+                kind,
+                model: self
+                    .detector
+                    .model
+                    .unwrap_or_else(crate::detect::default_model_path),
+                workers: self.detector.workers.map_or(1, |c| c.0),
+            },
+            io_threads: self.runtime.io_threads.map_or(1, |c| c.0),
+            events: EventsConfig {
+                ring_capacity: self.events.ring_capacity.map_or(1024, |c| c.0),
+                track_timeout: self
+                    .events
+                    .track_timeout
+                    .map_or(Duration::from_secs(5), |s| s.0),
+            },
+            cameras,
+        }
+    }
+}
+
+impl RawCamera {
+    /// The validated camera and the span of its name (or URL when unnamed).
+    fn validate(self, i: usize, report: &mut Report<'_>) -> (CameraConfig, Range<usize>) {
+        let key = |k: &str| format!("camera[{i}].{k}");
+        let url_span = self.url.span();
+        let url = self.url.into_inner();
+        let name = match &self.name {
+            Some(n) => {
+                let ok = !n.get_ref().is_empty()
+                    && n.get_ref().len() <= 64
+                    && n.get_ref()
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                if !ok {
+                    report(
+                        key("name"),
+                        n.span(),
+                        format!(
+                            "`{}` must be 1-64 characters of letters, digits, `-` or `_`",
+                            n.get_ref()
+                        ),
+                    );
+                }
+                n.get_ref().clone()
+            }
+            None => format!("camera-{}", i + 1),
+        };
+        let name_span = self.name.as_ref().map_or(url_span.clone(), |n| n.span());
+        let codec = match &self.codec {
+            None => None,
+            Some(c) => match c.get_ref().as_str() {
+                "auto" => None,
+                "h264" => Some(Codec::H264),
+                "h265" | "hevc" => Some(Codec::H265),
+                other => {
+                    report(
+                        key("codec"),
+                        c.span(),
+                        format!("unknown codec `{other}`; use auto, h264 or h265"),
+                    );
+                    None
+                }
+            },
+        };
+        if let Err(e) = source::classify(&url, codec) {
+            report(key("url"), url_span.clone(), e.to_string());
+        }
+        let detect_fps = self.detect_fps.map_or(5.0, |r| {
+            if !(0.1..=60.0).contains(&r.value) {
+                report(key("detect_fps"), r.span.clone(), format!("must be between 0.1 and 60, got {}", r.value));
+            }
+            r.value as f32
+        });
+        let min_score = self.min_score.map_or(0.5, |r| {
+            if !(r.value > 0.0 && r.value <= 1.0) {
+                report(key("min_score"), r.span.clone(), format!("must be in (0, 1], got {}", r.value));
+            }
+            r.value as f32
+        });
+        let classes = match self.classes {
+            None => DEFAULT_CLASSES.iter().map(|s| s.to_string()).collect(),
+            Some(list) => {
+                for c in &list {
+                    if crate::detect::coco::CocoLabels::Ids91.id(c.get_ref()).is_none() {
+                        report(
+                            key("classes"),
+                            c.span(),
+                            format!("unknown class `{}`; classes are COCO names such as person, car, dog", c.get_ref()),
+                        );
+                    }
+                }
+                list.into_iter().map(Spanned::into_inner).collect()
+            }
+        };
+        let (max_width, max_height) = self.max_resolution.map_or((1920, 1080), |r| (r.0, r.1));
+        let reconnect_min = self.reconnect_min.map_or(Duration::from_secs(1), |s| s.0);
+        let reconnect_max = self.reconnect_max.map_or(Duration::from_secs(30), |s| s.0);
+        if reconnect_max < reconnect_min {
+            report(
+                key("reconnect_max"),
+                url_span.clone(),
+                format!("must not be below reconnect_min ({reconnect_min:?})"),
+            );
+        }
+        let packet_size = self.packet_size.map_or(1 << 20, |b| b.0);
+        if !(4096..=64 << 20).contains(&packet_size) {
+            report(key("packet_size"), url_span, "must be between 4KiB and 64MiB".into());
+        }
+        let camera = CameraConfig {
+            name,
+            url,
+            codec,
+            detect_fps,
+            classes,
+            min_score,
+            username: self.username,
+            password: self.password,
+            max_width,
+            max_height,
+            frame_pool: self.frame_pool.map_or(4, |c| c.0),
+            packet_pool: self.packet_pool.map_or(8, |c| c.0),
+            packet_size: packet_size as usize,
+            reconnect_min,
+            reconnect_max,
+            stall_timeout: self.stall_timeout.map_or(Duration::from_secs(10), |s| s.0),
+        };
+        (camera, name_span)
+    }
+}
+
+// ---- Value types that check themselves while parsing, so errors carry spans ----
+
+/// An integer in `MIN..=MAX`.
+#[derive(Clone, Copy)]
+struct Count<const MIN: usize, const MAX: usize>(usize);
+
+impl<'de, const MIN: usize, const MAX: usize> Deserialize<'de> for Count<MIN, MAX> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = i64::deserialize(d)?;
+        if v < MIN as i64 || v > MAX as i64 {
+            return Err(de::Error::custom(format!("must be between {MIN} and {MAX}, got {v}")));
+        }
+        Ok(Count(v as usize))
+    }
+}
+
+/// A number with its span, range-checked by the caller.
+struct Ranged {
+    value: f64,
+    span: Range<usize>,
+}
+
+impl<'de> Deserialize<'de> for Ranged {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Num {
+            F(f64),
+            I(i64),
+        }
+        let s = Spanned::<Num>::deserialize(d)?;
+        let span = s.span();
+        let value = match s.into_inner() {
+            Num::F(f) => f,
+            Num::I(i) => i as f64,
+        };
+        Ok(Ranged { value, span })
+    }
+}
+
+/// A byte count: an integer, or a string with a unit ("512MiB", "64KiB", "1GB").
+#[derive(Clone, Copy)]
+struct ByteSize(u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            I(i64),
+            S(String),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            de::Error::custom("expected a size: bytes as an integer or a string like \"512MiB\"")
+        })? {
+            Raw::I(i) if i >= 0 => Ok(ByteSize(i as u64)),
+            Raw::I(i) => Err(de::Error::custom(format!("size must not be negative, got {i}"))),
+            Raw::S(s) => parse_size(&s).map(ByteSize).map_err(de::Error::custom),
+        }
+    }
+}
+
+/// Parses "512MiB", "64 KiB", "1GB", "4096".
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size such as \"512MiB\""))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => return Err(format!("unknown size unit `{other}` in `{s}`; use B, KiB, MiB, GiB, KB, MB or GB")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("size `{s}` is too large"))
+}
+
+/// A duration written with a unit: "500ms", "10s", "2m", "1h".
+#[derive(Clone, Copy)]
+struct Seconds(Duration);
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)
+            .map_err(|_| de::Error::custom("expected a duration string such as \"500ms\", \"10s\" or \"2m\""))?;
+        parse_duration(&s).map(Seconds).map_err(de::Error::custom)
+    }
+}
+
+/// Parses "500ms", "10s", "2m", "1h" (whole numbers).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration such as \"500ms\" or \"10s\""))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        "" => return Err(format!("duration `{s}` needs a unit: ms, s, m or h")),
+        other => return Err(format!("unknown duration unit `{other}` in `{s}`; use ms, s, m or h")),
+    };
+    if d > Duration::from_secs(86_400) {
+        return Err(format!("duration `{s}` is longer than a day"));
+    }
+    Ok(d)
+}
+
+/// "WIDTHxHEIGHT", each 16..=8192 and even.
+#[derive(Clone, Copy)]
+struct Resolution(u32, u32);
+
+impl<'de> Deserialize<'de> for Resolution {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)
+            .map_err(|_| de::Error::custom("expected a resolution string such as \"1920x1080\""))?;
+        let bad = || de::Error::custom(format!("`{s}` is not a resolution such as \"1920x1080\" (16..8192, even)"));
+        let (w, h) = s.split_once('x').ok_or_else(bad)?;
+        let (w, h): (u32, u32) = (w.trim().parse().map_err(|_| bad())?, h.trim().parse().map_err(|_| bad())?);
+        let ok = |v: u32| (16..=8192).contains(&v) && v % 2 == 0;
+        if !ok(w) || !ok(h) {
+            return Err(bad());
+        }
+        Ok(Resolution(w, h))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> ConfigErrors {
+        Config::parse(text, "t.toml").unwrap_err()
+    }
+
+    #[test]
+    fn a_camera_needs_only_a_url() {
+        let c = Config::parse("[[camera]]\nurl = \"rtsp://10.0.0.5/stream1\"\n", "t.toml").unwrap();
+        assert_eq!(c.cameras.len(), 1);
+        let cam = &c.cameras[0];
+        assert_eq!(cam.name, "camera-1");
+        assert_eq!(cam.detect_fps, 5.0);
+        assert_eq!(cam.classes.len(), DEFAULT_CLASSES.len());
+        assert_eq!((cam.max_width, cam.max_height), (1920, 1080));
+        assert_eq!(c.memory_limit, 512 << 20);
+    }
+
+    #[test]
+    fn unknown_keys_name_key_and_line() {
+        let e = err("[[camera]]\nurl = \"a.h264\"\n\n[[camera]]\nurl = \"b.h264\"\nfsp = 3\n");
+        let e = &e.0[0];
+        assert_eq!(e.line, Some(6), "{e}");
+        assert!(e.key.starts_with("camera[1]"), "{e}");
+        assert!(e.message.contains("unknown field `fsp`"), "{e}");
+    }
+
+    #[test]
+    fn type_and_range_errors_name_key_and_line() {
+        let e = err("memory_limit = \"12 parsecs\"\n");
+        assert_eq!((e.0[0].line, e.0[0].key.as_str()), (Some(1), "memory_limit"), "{e}");
+        let e = err("[[camera]]\nurl = \"a.h264\"\nframe_pool = 0\n");
+        assert_eq!(e.0[0].line, Some(3), "{e}");
+        assert_eq!(e.0[0].key, "camera[0].frame_pool");
+        let e = err("[[camera]]\nurl = \"a.h264\"\nreconnect_min = \"5\"\n");
+        assert!(e.0[0].message.contains("needs a unit"), "{e}");
+        let e = err("[[camera]]\nurl = \"a.h264\"\nmax_resolution = \"1920x\"\n");
+        assert_eq!(e.0[0].key, "camera[0].max_resolution", "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_are_all_reported_with_lines() {
+        let text = "listen = \"nowhere\"\n\
+                    [[camera]]\nname = \"a\"\nurl = \"ftp://x\"\ndetect_fps = 0\nclasses = [\"person\", \"unicorn\"]\n\
+                    [[camera]]\nname = \"a\"\nurl = \"b.h264\"\ncodec = \"vp9\"\nmin_score = 1.5\n";
+        let e = err(text);
+        let keys: Vec<(&str, Option<usize>)> = e.0.iter().map(|e| (e.key.as_str(), e.line)).collect();
+        assert!(keys.contains(&("listen", Some(1))), "{e}");
+        assert!(keys.contains(&("camera[0].url", Some(4))), "{e}");
+        assert!(keys.contains(&("camera[0].detect_fps", Some(5))), "{e}");
+        assert!(keys.contains(&("camera[0].classes", Some(6))), "{e}");
+        assert!(keys.contains(&("camera[1].name", Some(8))), "{e}");
+        assert!(keys.contains(&("camera[1].codec", Some(10))), "{e}");
+        assert!(keys.contains(&("camera[1].min_score", Some(11))), "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_have_lines() {
+        let e = err("[[camera]]\nurl = = 3\n");
+        assert_eq!(e.0[0].line, Some(2), "{e}");
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("1 TB").is_err());
+        assert!(parse_size("99999999999999GiB").is_err());
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("2").is_err());
+        assert!(parse_duration("2d").is_err());
+    }
+
+    #[test]
+    fn command_line_urls_are_quoted_safely() {
+        let c = Config::from_urls(&["clip \"a\".mp4".into()]).unwrap();
+        assert_eq!(c.cameras[0].url, "clip \"a\".mp4");
+        let e = Config::from_urls(&["video.avi".into()]).unwrap_err();
+        assert_eq!(e.0[0].file, "--camera");
+    }
+}

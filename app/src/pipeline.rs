@@ -1,0 +1,507 @@
+//! The running appliance: every pool, queue and thread, created once from the
+//! configuration and torn down in order.
+//!
+//! ```text
+//! source task (tokio) --PacketSink--> packet queue --> decoder thread (1 per camera)
+//!   --Sampler--> frame pool --> frame queue --> inference workers (fixed N)
+//!   --> Tracker --> EventRing (+ log)
+//! ```
+//!
+//! Threads are fixed at start: `io_threads` tokio workers plus the runtime's
+//! one blocking thread (spawned here, kept alive forever), one decoder thread
+//! per camera, `detector.workers` inference threads, and the caller's thread
+//! running the monitor. Nothing here spawns a thread or task per frame, event
+//! or reconnect: a source reconnects inside its own task.
+
+use crate::alloc_count;
+use crate::config::{CameraConfig, Config};
+use crate::decode::{self, DecodeError, Decoder};
+use crate::detect::{Detections, Detector};
+use crate::events::{Event, EventRing, Tracker};
+use crate::frame::FrameBuf;
+use crate::image::ImageRef;
+use crate::metrics::{CameraMetrics, CameraState, DropReason, Registry};
+use crate::packet::{Codec, PacketBuf};
+use crate::pool::{Lease, Pool};
+use crate::procstat::ProcSample;
+use crate::queue::{BoundedQueue, PopError, WhenFull};
+use crate::sampler::Sampler;
+use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+use crate::source::sink::{PacketQueue, PacketSink};
+use crate::source::{self, SourceSpec};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How long blocked threads wait before re-checking for shutdown.
+const POLL: Duration = Duration::from_millis(200);
+
+/// Decoded frames waiting for an inference worker.
+type FrameQueue = BoundedQueue<Lease<FrameBuf>>;
+
+/// Makes the decoder for a codec; the software backend on this machine.
+pub type DecoderFactory = fn(Codec) -> Result<Box<dyn Decoder>, DecodeError>;
+
+/// What the pipeline needs besides the configuration.
+pub struct Parts {
+    /// One detector per inference worker (`config.detector.workers`).
+    pub detectors: Vec<Box<dyn Detector>>,
+    /// Makes a camera's decoder once its codec is known.
+    pub decoder_factory: DecoderFactory,
+    /// Which codecs `decoder_factory` can decode.
+    pub accepts: fn(Codec) -> bool,
+    /// Play file sources at their frame rate (false: as fast as decoded,
+    /// for benchmarks and tests).
+    pub paced: bool,
+}
+
+/// A running pipeline.
+pub struct Pipeline {
+    /// Every measurement.
+    pub registry: Arc<Registry>,
+    /// Recent events.
+    pub events: Arc<EventRing>,
+    trigger: Arc<ShutdownTrigger>,
+    runtime: Option<tokio::runtime::Runtime>,
+    packet_queues: Vec<Arc<PacketQueue>>,
+    frame_queue: Arc<FrameQueue>,
+    decoders: Vec<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
+    started: Instant,
+}
+
+/// Why the pipeline could not start.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// The set of class ids a camera reports, as a 256-bit mask.
+#[derive(Clone, Copy, Debug, Default)]
+struct ClassSet([u64; 4]);
+
+impl ClassSet {
+    fn insert(&mut self, id: u16) {
+        if let Some(word) = self.0.get_mut(usize::from(id) / 64) {
+            *word |= 1 << (id % 64);
+        }
+    }
+    fn contains(&self, id: u16) -> bool {
+        self.0
+            .get(usize::from(id) / 64)
+            .is_some_and(|w| w & (1 << (id % 64)) != 0)
+    }
+}
+
+/// What an inference worker needs to know about each camera.
+struct CameraRoute {
+    metrics: Arc<CameraMetrics>,
+    classes: ClassSet,
+    min_score: f32,
+    tracker: Mutex<Tracker>,
+}
+
+impl Pipeline {
+    /// Allocates every pool and starts every thread and source.
+    pub fn start(config: &Config, parts: Parts) -> Result<Pipeline, StartError> {
+        if parts.detectors.len() != config.detector.workers {
+            return Err(StartError(format!(
+                "{} detectors for {} workers",
+                parts.detectors.len(),
+                config.detector.workers
+            )));
+        }
+        let started = Instant::now();
+        let (trigger, shutdown) = shutdown::channel();
+        let trigger = Arc::new(trigger);
+        let mut registry = Registry::new(config.cameras.iter().map(|c| c.name.as_str()), "software");
+        let events = Arc::new(EventRing::new(config.events.ring_capacity));
+
+        let total_frames: usize = config.cameras.iter().map(|c| c.frame_pool).sum();
+        let frame_queue = Arc::new(FrameQueue::new(total_frames, WhenFull::DropOldest));
+        let mut packet_pools = Vec::with_capacity(config.cameras.len());
+        let mut packet_queues = Vec::with_capacity(config.cameras.len());
+        let mut frame_pools = Vec::with_capacity(config.cameras.len());
+        for cam in &config.cameras {
+            let packets = Pool::with("packets", cam.packet_pool, || PacketBuf::with_capacity(cam.packet_size));
+            let frames = Pool::with("frames", cam.frame_pool, || FrameBuf::new(cam.max_width, cam.max_height));
+            registry.add_pool(&cam.name, Box::new(packets.clone()));
+            registry.add_pool(&cam.name, Box::new(frames.clone()));
+            packet_queues.push(Arc::new(PacketQueue::new(cam.packet_pool, WhenFull::DropNewest)));
+            packet_pools.push(packets);
+            frame_pools.push(frames);
+        }
+        // The detectors hold the tensor memory; lending a detector lends its tensors.
+        let tensors = Pool::new("tensors", parts.detectors);
+        registry.add_pool("", Box::new(tensors.clone()));
+        let registry = Arc::new(registry);
+
+        let runtime = build_runtime(config.io_threads)?;
+        let mut pipeline = Pipeline {
+            registry: registry.clone(),
+            events: events.clone(),
+            trigger,
+            runtime: None,
+            packet_queues: packet_queues.clone(),
+            frame_queue: frame_queue.clone(),
+            decoders: Vec::new(),
+            workers: Vec::new(),
+            started,
+        };
+
+        let routes: Arc<Vec<CameraRoute>> = Arc::new(
+            config
+                .cameras
+                .iter()
+                .zip(&registry.cameras)
+                .map(|(cam, metrics)| route(cam, metrics.clone(), &tensors, config))
+                .collect(),
+        );
+
+        for (i, cam) in config.cameras.iter().enumerate() {
+            let metrics = registry.cameras[i].clone();
+            let queue = packet_queues[i].clone();
+            let sink = PacketSink::new(packet_pools[i].clone(), queue.clone(), metrics.clone());
+            let spec = SourceSpec::from_camera(cam, parts.paced);
+            let stop = shutdown.clone();
+            runtime.spawn(source::run(spec, sink, parts.accepts, stop));
+
+            let ctx = DecodeContext {
+                camera: i,
+                packets: queue,
+                frames: frame_pools[i].clone(),
+                frame_queue: frame_queue.clone(),
+                metrics,
+                sampler: Sampler::new(cam.detect_fps),
+                factory: parts.decoder_factory,
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("vigil-dec-{i}"))
+                .spawn(move || ctx.run())
+                .map_err(|e| StartError(format!("cannot start decoder thread for camera {}: {e}", cam.name)))?;
+            pipeline.decoders.push(handle);
+        }
+
+        for w in 0..config.detector.workers {
+            let ctx = WorkerContext {
+                frames: frame_queue.clone(),
+                tensors: tensors.clone(),
+                routes: routes.clone(),
+                registry: registry.clone(),
+                events: events.clone(),
+                started,
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("vigil-det-{w}"))
+                .spawn(move || ctx.run())
+                .map_err(|e| StartError(format!("cannot start inference worker {w}: {e}")))?;
+            pipeline.workers.push(handle);
+        }
+        runtime.spawn(stop_on_signal(shutdown, pipeline.trigger.clone()));
+        pipeline.runtime = Some(runtime);
+        Ok(pipeline)
+    }
+
+    /// A handle observing shutdown.
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.trigger.subscribe()
+    }
+
+    /// Requests shutdown.
+    pub fn request_shutdown(&self) {
+        self.trigger.trigger();
+    }
+
+    /// Refreshes process and rate metrics; call about once a second with the
+    /// previous sample.
+    pub fn sample(&self, previous: &mut MonitorState) {
+        let now = Instant::now();
+        let elapsed = now.duration_since(previous.at).as_secs_f64().max(1e-3);
+        for (i, cam) in self.registry.cameras.iter().enumerate() {
+            let decoded = cam.frames_decoded.get();
+            let detected = cam.frames_detected.get();
+            if let Some(prev) = previous.cameras.get_mut(i) {
+                cam.decode_fps.set((decoded - prev.0) as f64 / elapsed);
+                cam.detect_fps.set((detected - prev.1) as f64 / elapsed);
+                *prev = (decoded, detected);
+            }
+        }
+        previous.at = now;
+        if let Ok(s) = ProcSample::read_self() {
+            let p = &self.registry.process;
+            p.rss_bytes.set(s.rss_bytes as f64);
+            p.rss_peak_bytes.set(s.rss_peak_bytes as f64);
+            p.threads.set(s.threads as f64);
+            p.open_fds.set(s.open_fds as f64);
+            p.cpu_seconds.set(s.cpu_seconds());
+            previous.last = s;
+        }
+        let counts = alloc_count::process_counts();
+        self.registry.process.heap_allocations.set(counts.ours as f64);
+        self.registry.process.engine_heap_allocations.set(counts.engine as f64);
+    }
+
+    /// Monitor state for [`Pipeline::sample`].
+    pub fn monitor_state(&self) -> MonitorState {
+        MonitorState {
+            at: Instant::now(),
+            cameras: vec![(0, 0); self.registry.cameras.len()],
+            last: ProcSample::default(),
+        }
+    }
+
+    /// Time since start.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Stops sources, drains the queues and joins every thread.
+    pub fn stop(mut self) {
+        self.shutdown_inner();
+    }
+
+    fn shutdown_inner(&mut self) {
+        self.trigger.trigger();
+        // Sources stop at their next await; then nothing feeds the decoders.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(5));
+        }
+        for q in &self.packet_queues {
+            q.close();
+        }
+        for h in self.decoders.drain(..) {
+            let _ = h.join();
+        }
+        self.frame_queue.close();
+        for h in self.workers.drain(..) {
+            let _ = h.join();
+        }
+        for cam in &self.registry.cameras {
+            cam.set_state(CameraState::Stopped, "");
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        if self.runtime.is_some() || !self.decoders.is_empty() {
+            self.shutdown_inner();
+        }
+    }
+}
+
+/// Between-sample memory of the monitor.
+pub struct MonitorState {
+    at: Instant,
+    cameras: Vec<(u64, u64)>,
+    /// The last process reading.
+    pub last: ProcSample,
+}
+
+fn route(cam: &CameraConfig, metrics: Arc<CameraMetrics>, tensors: &Pool<Box<dyn Detector>>, config: &Config) -> CameraRoute {
+    let mut classes = ClassSet::default();
+    if let Some(det) = tensors.try_take() {
+        for name in &cam.classes {
+            if let Some(id) = det.class_id(name) {
+                classes.insert(id);
+            }
+        }
+    }
+    CameraRoute {
+        metrics,
+        classes,
+        min_score: cam.min_score,
+        tracker: Mutex::new(Tracker::new(config.events.track_timeout)),
+    }
+}
+
+fn build_runtime(io_threads: usize) -> Result<tokio::runtime::Runtime, StartError> {
+    let n = AtomicUsize::new(0);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(io_threads)
+        // One blocking thread (hostname lookups), started now and never
+        // retired, so the thread count does not move later.
+        .max_blocking_threads(1)
+        .thread_keep_alive(Duration::from_secs(100 * 365 * 86_400))
+        .thread_name_fn(move || format!("vigil-io-{}", n.fetch_add(1, Ordering::Relaxed)))
+        .enable_all()
+        .build()
+        .map_err(|e| StartError(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(async { tokio::task::spawn_blocking(|| ()).await })
+        .map_err(|e| StartError(format!("cannot start the blocking thread: {e}")))?;
+    Ok(rt)
+}
+
+async fn stop_on_signal(mut shutdown: Shutdown, trigger: Arc<ShutdownTrigger>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        log::error!("cannot install signal handlers; stop with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => log::info!("SIGTERM: shutting down"),
+        _ = int.recv() => log::info!("SIGINT: shutting down"),
+        _ = shutdown.requested() => return,
+    }
+    trigger.trigger();
+}
+
+struct DecodeContext {
+    camera: usize,
+    packets: Arc<PacketQueue>,
+    frames: Pool<FrameBuf>,
+    frame_queue: Arc<FrameQueue>,
+    metrics: Arc<CameraMetrics>,
+    sampler: Sampler,
+    factory: DecoderFactory,
+}
+
+impl DecodeContext {
+    fn run(mut self) {
+        // Created on the first packet, when the codec is known, then kept for
+        // the life of the process and reset on every discontinuity.
+        let mut decoder: Option<(Codec, Box<dyn Decoder>)> = None;
+        let mut size = (0u32, 0u32);
+        let mut unusable = false;
+        loop {
+            let packet = match self.packets.pop_timeout(POLL) {
+                Ok(p) => p,
+                Err(PopError::Timeout) => continue,
+                Err(PopError::Closed) => break,
+            };
+            if decoder.as_ref().is_none_or(|(c, _)| *c != packet.codec) {
+                match (self.factory)(packet.codec) {
+                    Ok(d) => decoder = Some((packet.codec, d)),
+                    Err(e) => {
+                        self.metrics.set_state(CameraState::Error, &e.to_string());
+                        self.metrics.packets_dropped.inc(DropReason::DecodeError);
+                        continue;
+                    }
+                }
+            }
+            let Some((codec, dec)) = decoder.as_mut() else { continue };
+            if packet.discontinuity {
+                dec.reset();
+                self.sampler.reset();
+                unusable = false;
+            }
+            let codec = *codec;
+            let ctx = &mut self;
+            let result = dec.decode(&packet, &mut |pic| {
+                ctx.metrics.frames_decoded.inc();
+                if (pic.image.width, pic.image.height) != size {
+                    size = (pic.image.width, pic.image.height);
+                    ctx.metrics.set_format(codec, size.0, size.1);
+                }
+                if unusable || !ctx.sampler.take(pic.pts_us) {
+                    ctx.metrics.frames_dropped.inc(DropReason::Sampling);
+                    return;
+                }
+                let Some(mut frame) = ctx.frames.try_take() else {
+                    ctx.metrics.frames_dropped.inc(DropReason::PoolEmpty);
+                    return;
+                };
+                if let Err(e) = frame.copy_from(&pic.image) {
+                    unusable = true;
+                    ctx.metrics.set_state(CameraState::Error, &e.to_string());
+                    ctx.metrics.frames_dropped.inc(DropReason::DecodeError);
+                    return;
+                }
+                frame.pts_us = pic.pts_us;
+                frame.camera = ctx.camera;
+                if let Some(old) = ctx.frame_queue.push(frame) {
+                    drop(old);
+                    ctx.metrics.frames_dropped.inc(DropReason::QueueFull);
+                }
+            });
+            if let Err(e) = result {
+                self.metrics.packets_dropped.inc(DropReason::DecodeError);
+                log::debug!("camera {}: {e}", self.metrics.name);
+            }
+        }
+    }
+}
+
+struct WorkerContext {
+    frames: Arc<FrameQueue>,
+    tensors: Pool<Box<dyn Detector>>,
+    routes: Arc<Vec<CameraRoute>>,
+    registry: Arc<Registry>,
+    events: Arc<EventRing>,
+    started: Instant,
+}
+
+impl WorkerContext {
+    fn run(self) {
+        let mut detections = Detections::new();
+        loop {
+            let frame = match self.frames.pop_timeout(POLL) {
+                Ok(f) => f,
+                Err(PopError::Timeout) => continue,
+                Err(PopError::Closed) => break,
+            };
+            let Some(mut detector) = self.tensors.try_take() else {
+                // Cannot happen (one detector per worker); counted if it does.
+                self.routes[frame.camera].metrics.frames_dropped.inc(DropReason::PoolEmpty);
+                continue;
+            };
+            let route = &self.routes[frame.camera];
+            let t0 = Instant::now();
+            let result = detector.detect(ImageRef::I420(frame.image()), route.min_score, &mut detections);
+            self.registry.inference_latency.observe(t0.elapsed());
+            if let Err(e) = result {
+                log::error!("camera {}: {e}", route.metrics.name);
+                continue;
+            }
+            route.metrics.frames_detected.inc();
+            detections.retain(|d| route.classes.contains(d.class_id));
+            route.metrics.detections.add(detections.len() as u64);
+            let now_ms = self.started.elapsed().as_millis() as u64;
+            let unix_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let mut tracker = route.tracker.lock().unwrap_or_else(PoisonError::into_inner);
+            tracker.update(&detections, now_ms, |d| {
+                let id = self.events.push(Event {
+                    id: 0,
+                    camera: frame.camera,
+                    unix_ms,
+                    pts_us: frame.pts_us,
+                    class_id: d.class_id,
+                    class_name: detector.class_name(d.class_id),
+                    score: d.score,
+                    bbox: d.bbox,
+                });
+                route.metrics.events.inc();
+                let (w, h) = (frame.image().width as f32, frame.image().height as f32);
+                log::info!(
+                    "event {id}: camera {} saw {} ({:.2}) at [{:.0}, {:.0}, {:.0}, {:.0}]",
+                    route.metrics.name,
+                    detector.class_name(d.class_id),
+                    d.score,
+                    d.bbox.x0 * w,
+                    d.bbox.y0 * h,
+                    d.bbox.x1 * w,
+                    d.bbox.y1 * h
+                );
+            });
+        }
+    }
+}
+
+/// The parts for this machine: software decoding, the given CPU detectors.
+pub fn software_parts(detectors: Vec<Box<dyn Detector>>, paced: bool) -> Parts {
+    Parts {
+        detectors,
+        decoder_factory: decode::openh264::new_software_decoder,
+        accepts: decode::openh264::software_accepts,
+        paced,
+    }
+}
