@@ -13,7 +13,7 @@ SAMPLE := $(VIGIL_CACHE_DIR)/media/bikes.mp4
 VIGIL := target/release/vigil
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: all deps model sample build run test unit system lint bench fuzz clean help
+.PHONY: all deps model sample build run test system lint bench clean help
 
 all: build
 
@@ -42,9 +42,14 @@ run: deps model sample build
 # The whole suite: unit tests of the library, then black-box system tests
 # that run the real binary, then formatting and lints.
 test: deps model sample
+	$(CARGO) test --release -p vigil
+	$(MAKE) system lint
+
+# Black-box tests of the release binary, one at a time: several measure the
+# RSS and threads of a running vigil and must not share the 2 cores.
+system: deps model sample
 	$(CARGO) build --release -p vigil
-	$(CARGO) test --release --workspace
-	$(MAKE) lint
+	$(CARGO) test --release -p vigil-system-tests -- --test-threads=1
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -37,7 +37,10 @@ fn cached(rel: &str) -> PathBuf {
 }
 
 fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes the timespec we pass.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
@@ -48,7 +51,7 @@ fn process_cpu() -> f64 {
 }
 
 /// Reads every access unit of one pass over an Annex-B clip.
-fn access_units(clip: &PathBuf, n: usize) -> (Vec<Vec<u8>>, Vec<bool>) {
+fn access_units(clip: &std::path::Path, n: usize) -> (Vec<Vec<u8>>, Vec<bool>) {
     let mut file = AnnexBFile::open(clip, Codec::H264).expect("open clip");
     let pool = Pool::with("packets", 4, || PacketBuf::with_capacity(1 << 20));
     let queue = Arc::new(PacketQueue::new(4, WhenFull::DropNewest));
@@ -98,8 +101,15 @@ fn run_pipeline(config: &Config, detector: Box<dyn Detector>, frames: u64) -> (f
 fn main() {
     let clip = cached("media/bikes.h264");
     let model = cached("models/ssd_mobilenet_v2_coco.pb");
-    assert!(clip.exists() && model.exists(), "run `make model sample` first");
-    println!("vigil pipeline benchmark on {} ({} cores)", clip.display(), std::thread::available_parallelism().map_or(1, |n| n.get()));
+    assert!(
+        clip.exists() && model.exists(),
+        "run `make model sample` first"
+    );
+    println!(
+        "vigil pipeline benchmark on {} ({} cores)",
+        clip.display(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
 
     // Decode alone.
     let (units, keys) = access_units(&clip, 250);
@@ -125,7 +135,10 @@ fn main() {
                 .expect("decode");
         }
     }
-    let (wall, cpu) = (t0.elapsed().as_secs_f64(), (thread_cpu() - cpu0).as_secs_f64());
+    let (wall, cpu) = (
+        t0.elapsed().as_secs_f64(),
+        (thread_cpu() - cpu0).as_secs_f64(),
+    );
     let decode_cpu_per_frame = cpu / pictures as f64;
     println!(
         "decode     {pictures:>6} frames  {:>8.1} frames/s  {:>8.3} ms CPU/frame",
@@ -137,12 +150,17 @@ fn main() {
     let mut ssd = SsdMobilenetV2::load(&model).expect("model");
     let mut dets = Detections::new();
     let calls = 30;
-    ssd.detect(ImageRef::I420(last.image()), 0.5, &mut dets).expect("warm");
+    ssd.detect(ImageRef::I420(last.image()), 0.5, &mut dets)
+        .expect("warm");
     let (cpu0, t0) = (thread_cpu(), Instant::now());
     for _ in 0..calls {
-        ssd.detect(ImageRef::I420(last.image()), 0.5, &mut dets).expect("detect");
+        ssd.detect(ImageRef::I420(last.image()), 0.5, &mut dets)
+            .expect("detect");
     }
-    let (wall, cpu) = (t0.elapsed().as_secs_f64(), (thread_cpu() - cpu0).as_secs_f64());
+    let (wall, cpu) = (
+        t0.elapsed().as_secs_f64(),
+        (thread_cpu() - cpu0).as_secs_f64(),
+    );
     println!(
         "inference  {calls:>6} calls   {:>8.1} calls/s   {:>8.3} ms CPU/call",
         calls as f64 / wall,

@@ -182,8 +182,13 @@ impl Config {
             key,
             message,
         };
-        let de = toml::Deserializer::parse(text)
-            .map_err(|e| ConfigErrors(vec![located(String::new(), e.span(), e.message().to_owned())]))?;
+        let de = toml::Deserializer::parse(text).map_err(|e| {
+            ConfigErrors(vec![located(
+                String::new(),
+                e.span(),
+                e.message().to_owned(),
+            )])
+        })?;
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
             let inner = e.into_inner();
@@ -305,7 +310,10 @@ impl RawConfig {
                 report(
                     "listen".into(),
                     s.span(),
-                    format!("`{}` is not an address:port such as 127.0.0.1:8080", s.get_ref()),
+                    format!(
+                        "`{}` is not an address:port such as 127.0.0.1:8080",
+                        s.get_ref()
+                    ),
                 );
                 SocketAddr::from(([127, 0, 0, 1], 8080))
             }),
@@ -317,7 +325,10 @@ impl RawConfig {
                 report(
                     "detector.kind".into(),
                     k.span(),
-                    format!("unknown detector `{}`; supported: ssd-mobilenet-v2", k.get_ref()),
+                    format!(
+                        "unknown detector `{}`; supported: ssd-mobilenet-v2",
+                        k.get_ref()
+                    ),
                 );
                 DetectorKind::SsdMobilenetV2
             }
@@ -329,13 +340,18 @@ impl RawConfig {
                 report(
                     format!("camera[{i}].name"),
                     name_span,
-                    format!("duplicate camera name `{}` (also camera[{first}])", camera.name),
+                    format!(
+                        "duplicate camera name `{}` (also camera[{first}])",
+                        camera.name
+                    ),
                 );
             }
             cameras.push(camera);
         }
         Config {
-            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("/var/lib/vigil")),
+            data_dir: self
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from("/var/lib/vigil")),
             listen,
             memory_limit: self.memory_limit.map_or(512 << 20, |b| b.0),
             detector: DetectorConfig {
@@ -408,13 +424,21 @@ impl RawCamera {
         }
         let detect_fps = self.detect_fps.map_or(5.0, |r| {
             if !(0.1..=60.0).contains(&r.value) {
-                report(key("detect_fps"), r.span.clone(), format!("must be between 0.1 and 60, got {}", r.value));
+                report(
+                    key("detect_fps"),
+                    r.span.clone(),
+                    format!("must be between 0.1 and 60, got {}", r.value),
+                );
             }
             r.value as f32
         });
         let min_score = self.min_score.map_or(0.5, |r| {
             if !(r.value > 0.0 && r.value <= 1.0) {
-                report(key("min_score"), r.span.clone(), format!("must be in (0, 1], got {}", r.value));
+                report(
+                    key("min_score"),
+                    r.span.clone(),
+                    format!("must be in (0, 1], got {}", r.value),
+                );
             }
             r.value as f32
         });
@@ -422,7 +446,10 @@ impl RawCamera {
             None => DEFAULT_CLASSES.iter().map(|s| s.to_string()).collect(),
             Some(list) => {
                 for c in &list {
-                    if crate::detect::coco::CocoLabels::Ids91.id(c.get_ref()).is_none() {
+                    if crate::detect::coco::CocoLabels::Ids91
+                        .id(c.get_ref())
+                        .is_none()
+                    {
                         report(
                             key("classes"),
                             c.span(),
@@ -445,7 +472,11 @@ impl RawCamera {
         }
         let packet_size = self.packet_size.map_or(1 << 20, |b| b.0);
         if !(4096..=64 << 20).contains(&packet_size) {
-            report(key("packet_size"), url_span, "must be between 4KiB and 64MiB".into());
+            report(
+                key("packet_size"),
+                url_span,
+                "must be between 4KiB and 64MiB".into(),
+            );
         }
         let camera = CameraConfig {
             name,
@@ -479,7 +510,9 @@ impl<'de, const MIN: usize, const MAX: usize> Deserialize<'de> for Count<MIN, MA
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = i64::deserialize(d)?;
         if v < MIN as i64 || v > MAX as i64 {
-            return Err(de::Error::custom(format!("must be between {MIN} and {MAX}, got {v}")));
+            return Err(de::Error::custom(format!(
+                "must be between {MIN} and {MAX}, got {v}"
+            )));
         }
         Ok(Count(v as usize))
     }
@@ -525,7 +558,9 @@ impl<'de> Deserialize<'de> for ByteSize {
             de::Error::custom("expected a size: bytes as an integer or a string like \"512MiB\"")
         })? {
             Raw::I(i) if i >= 0 => Ok(ByteSize(i as u64)),
-            Raw::I(i) => Err(de::Error::custom(format!("size must not be negative, got {i}"))),
+            Raw::I(i) => Err(de::Error::custom(format!(
+                "size must not be negative, got {i}"
+            ))),
             Raw::S(s) => parse_size(&s).map(ByteSize).map_err(de::Error::custom),
         }
     }
@@ -547,9 +582,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "KB" | "kB" => 1_000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
-        other => return Err(format!("unknown size unit `{other}` in `{s}`; use B, KiB, MiB, GiB, KB, MB or GB")),
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in `{s}`; use B, KiB, MiB, GiB, KB, MB or GB"
+            ))
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("size `{s}` is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size `{s}` is too large"))
 }
 
 /// A duration written with a unit: "500ms", "10s", "2m", "1h".
@@ -558,8 +598,9 @@ struct Seconds(Duration);
 
 impl<'de> Deserialize<'de> for Seconds {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)
-            .map_err(|_| de::Error::custom("expected a duration string such as \"500ms\", \"10s\" or \"2m\""))?;
+        let s = String::deserialize(d).map_err(|_| {
+            de::Error::custom("expected a duration string such as \"500ms\", \"10s\" or \"2m\"")
+        })?;
         parse_duration(&s).map(Seconds).map_err(de::Error::custom)
     }
 }
@@ -578,7 +619,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => Duration::from_secs(n.saturating_mul(60)),
         "h" => Duration::from_secs(n.saturating_mul(3600)),
         "" => return Err(format!("duration `{s}` needs a unit: ms, s, m or h")),
-        other => return Err(format!("unknown duration unit `{other}` in `{s}`; use ms, s, m or h")),
+        other => {
+            return Err(format!(
+                "unknown duration unit `{other}` in `{s}`; use ms, s, m or h"
+            ))
+        }
     };
     if d > Duration::from_secs(86_400) {
         return Err(format!("duration `{s}` is longer than a day"));
@@ -594,10 +639,17 @@ impl<'de> Deserialize<'de> for Resolution {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)
             .map_err(|_| de::Error::custom("expected a resolution string such as \"1920x1080\""))?;
-        let bad = || de::Error::custom(format!("`{s}` is not a resolution such as \"1920x1080\" (16..8192, even)"));
+        let bad = || {
+            de::Error::custom(format!(
+                "`{s}` is not a resolution such as \"1920x1080\" (16..8192, even)"
+            ))
+        };
         let (w, h) = s.split_once('x').ok_or_else(bad)?;
-        let (w, h): (u32, u32) = (w.trim().parse().map_err(|_| bad())?, h.trim().parse().map_err(|_| bad())?);
-        let ok = |v: u32| (16..=8192).contains(&v) && v % 2 == 0;
+        let (w, h): (u32, u32) = (
+            w.trim().parse().map_err(|_| bad())?,
+            h.trim().parse().map_err(|_| bad())?,
+        );
+        let ok = |v: u32| (16..=8192).contains(&v) && v.is_multiple_of(2);
         if !ok(w) || !ok(h) {
             return Err(bad());
         }
@@ -637,7 +689,11 @@ mod tests {
     #[test]
     fn type_and_range_errors_name_key_and_line() {
         let e = err("memory_limit = \"12 parsecs\"\n");
-        assert_eq!((e.0[0].line, e.0[0].key.as_str()), (Some(1), "memory_limit"), "{e}");
+        assert_eq!(
+            (e.0[0].line, e.0[0].key.as_str()),
+            (Some(1), "memory_limit"),
+            "{e}"
+        );
         let e = err("[[camera]]\nurl = \"a.h264\"\nframe_pool = 0\n");
         assert_eq!(e.0[0].line, Some(3), "{e}");
         assert_eq!(e.0[0].key, "camera[0].frame_pool");
@@ -653,7 +709,8 @@ mod tests {
                     [[camera]]\nname = \"a\"\nurl = \"ftp://x\"\ndetect_fps = 0\nclasses = [\"person\", \"unicorn\"]\n\
                     [[camera]]\nname = \"a\"\nurl = \"b.h264\"\ncodec = \"vp9\"\nmin_score = 1.5\n";
         let e = err(text);
-        let keys: Vec<(&str, Option<usize>)> = e.0.iter().map(|e| (e.key.as_str(), e.line)).collect();
+        let keys: Vec<(&str, Option<usize>)> =
+            e.0.iter().map(|e| (e.key.as_str(), e.line)).collect();
         assert!(keys.contains(&("listen", Some(1))), "{e}");
         assert!(keys.contains(&("camera[0].url", Some(4))), "{e}");
         assert!(keys.contains(&("camera[0].detect_fps", Some(5))), "{e}");
@@ -679,6 +736,74 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("2").is_err());
         assert!(parse_duration("2d").is_err());
+    }
+
+    /// Mutation fuzzing: random edits of a full, valid file never panic,
+    /// and every error still carries a line inside the file.
+    #[test]
+    fn mutated_files_never_panic_and_errors_stay_located() {
+        let valid = "memory_limit = \"512MiB\"\ndata_dir = \"/data\"\nlisten = \"0.0.0.0:8080\"\n\
+            [detector]\nkind = \"ssd-mobilenet-v2\"\nworkers = 2\n[runtime]\nio_threads = 2\n\
+            [events]\nring_capacity = 100\ntrack_timeout = \"3s\"\n\
+            [[camera]]\nname = \"door\"\nurl = \"rtsp://10.0.0.2/s\"\ncodec = \"h264\"\ndetect_fps = 2.5\n\
+            classes = [\"person\", \"car\"]\nmin_score = 0.4\nusername = \"u\"\npassword = \"p\"\n\
+            max_resolution = \"1280x720\"\nframe_pool = 3\npacket_pool = 6\npacket_size = \"512KiB\"\n\
+            reconnect_min = \"500ms\"\nreconnect_max = \"20s\"\nstall_timeout = \"8s\"\n\
+            [[camera]]\nurl = \"clip.mp4\"\n";
+        Config::parse(valid, "v.toml").expect("the seed file is valid");
+        const PIECES: [&str; 12] = [
+            "=",
+            "\"",
+            "[",
+            "]",
+            "[[camera]]",
+            "\n",
+            "-1",
+            "1e99",
+            "x",
+            "\u{0}",
+            "é",
+            "{a=1}",
+        ];
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move |n: usize| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng % n as u64) as usize
+        };
+        for _ in 0..20_000 {
+            let mut text = valid.to_owned();
+            for _ in 0..1 + next(3) {
+                let mut at = next(text.len() + 1);
+                while !text.is_char_boundary(at) {
+                    at -= 1;
+                }
+                match next(3) {
+                    0 => {
+                        let mut end = (at + next(12)).min(text.len());
+                        while !text.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        text.replace_range(at..end, "");
+                    }
+                    1 => text.insert_str(at, PIECES[next(PIECES.len())]),
+                    _ => {
+                        let digit = char::from(b'0' + next(10) as u8);
+                        text.insert(at, digit);
+                    }
+                }
+            }
+            if let Err(errors) = Config::parse(&text, "f.toml") {
+                let lines = text.lines().count() + 1;
+                for e in &errors.0 {
+                    let line = e
+                        .line
+                        .unwrap_or_else(|| panic!("no line for {e} in:\n{text}"));
+                    assert!((1..=lines).contains(&line), "{e} outside the file:\n{text}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -71,7 +71,12 @@ impl Tracker {
 
     /// Feeds one picture's detections seen at monotonic time `now_ms`; calls
     /// `new_object` for each detection that is a new object.
-    pub fn update(&mut self, detections: &[Detection], now_ms: u64, mut new_object: impl FnMut(&Detection)) {
+    pub fn update(
+        &mut self,
+        detections: &[Detection],
+        now_ms: u64,
+        mut new_object: impl FnMut(&Detection),
+    ) {
         self.expire(now_ms);
         for d in detections {
             let same = self
@@ -94,7 +99,9 @@ impl Tracker {
                     };
                     if let Err(track) = self.tracks.push(track) {
                         // Full: forget the least recently seen object.
-                        if let Some(oldest) = (0..self.tracks.len()).min_by_key(|&i| self.tracks[i].last_seen_ms) {
+                        if let Some(oldest) =
+                            (0..self.tracks.len()).min_by_key(|&i| self.tracks[i].last_seen_ms)
+                        {
                             self.tracks[oldest] = track;
                             self.evicted += 1;
                         }
@@ -177,7 +184,10 @@ impl EventRing {
 
     /// Events held now.
     pub fn len(&self) -> usize {
-        self.events.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Whether the ring is empty.
@@ -205,7 +215,12 @@ mod tests {
         Detection {
             class_id,
             score: 0.9,
-            bbox: BBox { x0: x, y0: 0.1, x1: x + 0.2, y1: 0.5 },
+            bbox: BBox {
+                x0: x,
+                y0: 0.1,
+                x1: x + 0.2,
+                y1: 0.5,
+            },
         }
     }
 
@@ -224,7 +239,10 @@ mod tests {
             assert_eq!(count(&mut t, &[det(1, 0.1 + ms as f32 / 100_000.0)], ms), 0);
         }
         // A second object of another class, and one far away of the same class.
-        assert_eq!(count(&mut t, &[det(1, 0.1), det(3, 0.1), det(1, 0.7)], 4000), 2);
+        assert_eq!(
+            count(&mut t, &[det(1, 0.1), det(3, 0.1), det(1, 0.7)], 4000),
+            2
+        );
         assert_eq!(t.len(), 3);
     }
 
@@ -248,7 +266,10 @@ mod tests {
         t.expire(5_000); // clock jumped back by about 1000 s
         assert_eq!(t.len(), 1);
         t.expire(6_000);
-        assert!(t.is_empty(), "object must expire one timeout after the jump");
+        assert!(
+            t.is_empty(),
+            "object must expire one timeout after the jump"
+        );
         // And the same object returning after expiry is a new event.
         assert_eq!(count(&mut t, &[det(1, 0.1)], 6_001), 1);
     }
@@ -277,7 +298,12 @@ mod tests {
             class_id: 1,
             class_name: "person",
             score: 0.9,
-            bbox: BBox { x0: 0.0, y0: 0.0, x1: 1.0, y1: 1.0 },
+            bbox: BBox {
+                x0: 0.0,
+                y0: 0.0,
+                x1: 1.0,
+                y1: 1.0,
+            },
         };
         let ids: Vec<u64> = (0..5).map(|_| ring.push(e)).collect();
         assert_eq!(ids, vec![1, 2, 3, 4, 5]);

@@ -134,7 +134,15 @@ mod tests {
         let y = [1, 2, 3, 0, 4, 5, 6, 0, 7, 8, 9, 0];
         let u = [10, 11, 0, 12, 13, 0];
         let v = [20, 21, 0, 22, 23, 0];
-        let src = I420 { width: 3, height: 3, y: &y, u: &u, v: &v, y_stride: 4, uv_stride: 3 };
+        let src = I420 {
+            width: 3,
+            height: 3,
+            y: &y,
+            u: &u,
+            v: &v,
+            y_stride: 4,
+            uv_stride: 3,
+        };
         let mut f = FrameBuf::new(4, 4);
         f.copy_from(&src).unwrap();
         let img = f.image();

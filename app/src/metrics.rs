@@ -269,7 +269,9 @@ impl CameraMetrics {
             return;
         }
         match state {
-            CameraState::Error => log::error!("camera {}: {}: {}", self.name, state.as_str(), reason),
+            CameraState::Error => {
+                log::error!("camera {}: {}: {}", self.name, state.as_str(), reason)
+            }
             _ if reason.is_empty() => log::info!("camera {}: {}", self.name, state.as_str()),
             _ => log::warn!("camera {}: {}: {}", self.name, state.as_str(), reason),
         }

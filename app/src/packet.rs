@@ -163,7 +163,13 @@ mod tests {
         p.begin(Codec::H264, 5, true);
         p.extend_from_slice(&[1, 2, 3]).unwrap();
         let err = p.extend_from_slice(&[0; 6]).unwrap_err();
-        assert_eq!(err, PacketTooLarge { needed: 9, capacity: 8 });
+        assert_eq!(
+            err,
+            PacketTooLarge {
+                needed: 9,
+                capacity: 8
+            }
+        );
         assert_eq!(p.as_slice(), &[1, 2, 3]);
         p.spare(5).unwrap().copy_from_slice(&[4, 5, 6, 7, 8]);
         p.commit(5);

@@ -121,7 +121,8 @@ impl Pipeline {
         let started = Instant::now();
         let (trigger, shutdown) = shutdown::channel();
         let trigger = Arc::new(trigger);
-        let mut registry = Registry::new(config.cameras.iter().map(|c| c.name.as_str()), "software");
+        let mut registry =
+            Registry::new(config.cameras.iter().map(|c| c.name.as_str()), "software");
         let events = Arc::new(EventRing::new(config.events.ring_capacity));
 
         let total_frames: usize = config.cameras.iter().map(|c| c.frame_pool).sum();
@@ -130,11 +131,18 @@ impl Pipeline {
         let mut packet_queues = Vec::with_capacity(config.cameras.len());
         let mut frame_pools = Vec::with_capacity(config.cameras.len());
         for cam in &config.cameras {
-            let packets = Pool::with("packets", cam.packet_pool, || PacketBuf::with_capacity(cam.packet_size));
-            let frames = Pool::with("frames", cam.frame_pool, || FrameBuf::new(cam.max_width, cam.max_height));
+            let packets = Pool::with("packets", cam.packet_pool, || {
+                PacketBuf::with_capacity(cam.packet_size)
+            });
+            let frames = Pool::with("frames", cam.frame_pool, || {
+                FrameBuf::new(cam.max_width, cam.max_height)
+            });
             registry.add_pool(&cam.name, Box::new(packets.clone()));
             registry.add_pool(&cam.name, Box::new(frames.clone()));
-            packet_queues.push(Arc::new(PacketQueue::new(cam.packet_pool, WhenFull::DropNewest)));
+            packet_queues.push(Arc::new(PacketQueue::new(
+                cam.packet_pool,
+                WhenFull::DropNewest,
+            )));
             packet_pools.push(packets);
             frame_pools.push(frames);
         }
@@ -185,7 +193,12 @@ impl Pipeline {
             let handle = std::thread::Builder::new()
                 .name(format!("vigil-dec-{i}"))
                 .spawn(move || ctx.run())
-                .map_err(|e| StartError(format!("cannot start decoder thread for camera {}: {e}", cam.name)))?;
+                .map_err(|e| {
+                    StartError(format!(
+                        "cannot start decoder thread for camera {}: {e}",
+                        cam.name
+                    ))
+                })?;
             pipeline.decoders.push(handle);
         }
 
@@ -244,8 +257,14 @@ impl Pipeline {
             previous.last = s;
         }
         let counts = alloc_count::process_counts();
-        self.registry.process.heap_allocations.set(counts.ours as f64);
-        self.registry.process.engine_heap_allocations.set(counts.engine as f64);
+        self.registry
+            .process
+            .heap_allocations
+            .set(counts.ours as f64);
+        self.registry
+            .process
+            .engine_heap_allocations
+            .set(counts.engine as f64);
     }
 
     /// Monitor state for [`Pipeline::sample`].
@@ -305,7 +324,12 @@ pub struct MonitorState {
     pub last: ProcSample,
 }
 
-fn route(cam: &CameraConfig, metrics: Arc<CameraMetrics>, tensors: &Pool<Box<dyn Detector>>, config: &Config) -> CameraRoute {
+fn route(
+    cam: &CameraConfig,
+    metrics: Arc<CameraMetrics>,
+    tensors: &Pool<Box<dyn Detector>>,
+    config: &Config,
+) -> CameraRoute {
     let mut classes = ClassSet::default();
     if let Some(det) = tensors.try_take() {
         for name in &cam.classes {
@@ -341,7 +365,10 @@ fn build_runtime(io_threads: usize) -> Result<tokio::runtime::Runtime, StartErro
 
 async fn stop_on_signal(mut shutdown: Shutdown, trigger: Arc<ShutdownTrigger>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         log::error!("cannot install signal handlers; stop with SIGKILL");
         return;
     };
@@ -386,7 +413,9 @@ impl DecodeContext {
                     }
                 }
             }
-            let Some((codec, dec)) = decoder.as_mut() else { continue };
+            let Some((codec, dec)) = decoder.as_mut() else {
+                continue;
+            };
             if packet.discontinuity {
                 dec.reset();
                 self.sampler.reset();
@@ -449,12 +478,19 @@ impl WorkerContext {
             };
             let Some(mut detector) = self.tensors.try_take() else {
                 // Cannot happen (one detector per worker); counted if it does.
-                self.routes[frame.camera].metrics.frames_dropped.inc(DropReason::PoolEmpty);
+                self.routes[frame.camera]
+                    .metrics
+                    .frames_dropped
+                    .inc(DropReason::PoolEmpty);
                 continue;
             };
             let route = &self.routes[frame.camera];
             let t0 = Instant::now();
-            let result = detector.detect(ImageRef::I420(frame.image()), route.min_score, &mut detections);
+            let result = detector.detect(
+                ImageRef::I420(frame.image()),
+                route.min_score,
+                &mut detections,
+            );
             self.registry.inference_latency.observe(t0.elapsed());
             if let Err(e) = result {
                 log::error!("camera {}: {e}", route.metrics.name);

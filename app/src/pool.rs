@@ -125,13 +125,17 @@ pub struct Lease<T> {
 impl<T> Deref for Lease<T> {
     type Target = T;
     fn deref(&self) -> &T {
-        self.item.as_ref().expect("lease holds its item until dropped")
+        self.item
+            .as_ref()
+            .expect("lease holds its item until dropped")
     }
 }
 
 impl<T> DerefMut for Lease<T> {
     fn deref_mut(&mut self) -> &mut T {
-        self.item.as_mut().expect("lease holds its item until dropped")
+        self.item
+            .as_mut()
+            .expect("lease holds its item until dropped")
     }
 }
 
@@ -166,7 +170,10 @@ mod tests {
         assert!(pool.try_take().is_none());
         assert!(pool.try_take().is_none());
         let s = pool.stats();
-        assert_eq!((s.capacity, s.in_use, s.high_water, s.exhausted), (2, 2, 2, 2));
+        assert_eq!(
+            (s.capacity, s.in_use, s.high_water, s.exhausted),
+            (2, 2, 2, 2)
+        );
         drop(a);
         assert_eq!(pool.stats().in_use, 1);
         let c = pool.try_take().unwrap();

@@ -91,7 +91,9 @@ fn leading_number(s: &[u8]) -> u64 {
     s.iter()
         .skip_while(|b| !b.is_ascii_digit())
         .take_while(|b| b.is_ascii_digit())
-        .fold(0u64, |n, &b| n.saturating_mul(10).saturating_add(u64::from(b - b'0')))
+        .fold(0u64, |n, &b| {
+            n.saturating_mul(10).saturating_add(u64::from(b - b'0'))
+        })
 }
 
 fn count_fds(pid: &str) -> std::io::Result<u64> {

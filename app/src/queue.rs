@@ -192,6 +192,9 @@ mod tests {
     #[test]
     fn pop_times_out_when_empty() {
         let q = BoundedQueue::<u8>::new(1, WhenFull::DropNewest);
-        assert_eq!(q.pop_timeout(Duration::from_millis(5)), Err(PopError::Timeout));
+        assert_eq!(
+            q.pop_timeout(Duration::from_millis(5)),
+            Err(PopError::Timeout)
+        );
     }
 }

@@ -22,7 +22,11 @@ fn cached(rel: &str) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/vigil"));
     let p = base.join(rel);
-    assert!(p.exists(), "{} missing: run `make model sample`", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: run `make model sample`",
+        p.display()
+    );
     p
 }
 
@@ -46,7 +50,8 @@ fn a_thousand_frames_through_the_pipeline_allocate_nothing_after_warm_up() {
         );
         let config = Config::parse(&text, "test").unwrap();
         let detector = SsdMobilenetV2::load(&model).unwrap();
-        let pipeline = Pipeline::start(&config, software_parts(vec![Box::new(detector)], false)).unwrap();
+        let pipeline =
+            Pipeline::start(&config, software_parts(vec![Box::new(detector)], false)).unwrap();
         let cam = pipeline.registry.cameras[0].clone();
 
         // Warm-up: more than one loop of the 250-frame clip and some detections.
@@ -54,9 +59,14 @@ fn a_thousand_frames_through_the_pipeline_allocate_nothing_after_warm_up() {
             cam.frames_decoded.get() >= 300 && cam.frames_detected.get() >= 5
         });
         let before = process_counts();
-        let (decoded0, detected0, events0) = (cam.frames_decoded.get(), cam.frames_detected.get(), cam.events.get());
+        let (decoded0, detected0, events0) = (
+            cam.frames_decoded.get(),
+            cam.frames_detected.get(),
+            cam.events.get(),
+        );
         wait_until("1000 frames", Duration::from_secs(300), || {
-            cam.frames_decoded.get() >= decoded0 + 1000 && cam.frames_detected.get() >= detected0 + 20
+            cam.frames_decoded.get() >= decoded0 + 1000
+                && cam.frames_detected.get() >= detected0 + 20
         });
         let after = process_counts();
         let decoded = cam.frames_decoded.get() - decoded0;
@@ -73,7 +83,10 @@ fn a_thousand_frames_through_the_pipeline_allocate_nothing_after_warm_up() {
             engine as f64 / detected.max(1) as f64
         );
         assert!(decoded >= 1000);
-        assert_eq!(ours, 0, "vigil's own code allocated {ours} times over {decoded} frames");
+        assert_eq!(
+            ours, 0,
+            "vigil's own code allocated {ours} times over {decoded} frames"
+        );
         assert!(engine > 0, "the engine scope must see tract's allocations");
     }
 }

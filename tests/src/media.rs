@@ -10,16 +10,38 @@ pub fn ffmpeg(args: &[&str]) {
         .args(args)
         .output()
         .expect("ffmpeg missing: run `make deps`");
-    assert!(out.status.success(), "ffmpeg {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A synthetic H.264 Annex-B clip (testsrc2, High profile with B-frames).
 pub fn h264_clip(dir: &Path, name: &str, seconds: u32, size: &str, fps: u32) -> PathBuf {
     let p = dir.join(name);
     ffmpeg(&[
-        "-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate={fps}"), "-t", &seconds.to_string(),
-        "-c:v", "libx264", "-profile:v", "high", "-preset", "veryfast", "-bf", "2", "-g", &fps.to_string(),
-        "-pix_fmt", "yuv420p", "-f", "h264", p.to_str().unwrap(),
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("testsrc2=size={size}:rate={fps}"),
+        "-t",
+        &seconds.to_string(),
+        "-c:v",
+        "libx264",
+        "-profile:v",
+        "high",
+        "-preset",
+        "veryfast",
+        "-bf",
+        "2",
+        "-g",
+        &fps.to_string(),
+        "-pix_fmt",
+        "yuv420p",
+        "-f",
+        "h264",
+        p.to_str().unwrap(),
     ]);
     p
 }
@@ -28,8 +50,20 @@ pub fn h264_clip(dir: &Path, name: &str, seconds: u32, size: &str, fps: u32) -> 
 pub fn h265_clip(dir: &Path, name: &str, seconds: u32) -> PathBuf {
     let p = dir.join(name);
     ffmpeg(&[
-        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", &seconds.to_string(),
-        "-c:v", "libx265", "-x265-params", "log-level=error", "-pix_fmt", "yuv420p", "-f", "hevc",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-t",
+        &seconds.to_string(),
+        "-c:v",
+        "libx265",
+        "-x265-params",
+        "log-level=error",
+        "-pix_fmt",
+        "yuv420p",
+        "-f",
+        "hevc",
         p.to_str().unwrap(),
     ]);
     p

@@ -23,7 +23,12 @@ impl Peer {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {program} {}: {e} (run `make deps`)", path.display()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run {program} {}: {e} (run `make deps`)",
+                    path.display()
+                )
+            });
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -47,12 +52,20 @@ impl Peer {
 
     /// The GStreamer RTSP server (`rtsp_server.py`), e.g. `["--mode", "h264-test"]`.
     pub fn rtsp_server(args: &[&str]) -> Peer {
-        Peer::start("/usr/bin/python3", "rtsp_server.py", &[&["--port", "0"], args].concat())
+        Peer::start(
+            "/usr/bin/python3",
+            "rtsp_server.py",
+            &[&["--port", "0"], args].concat(),
+        )
     }
 
     /// The garbage server (`garbage_rtsp_server.py --kind KIND`).
     pub fn garbage_server(kind: &str) -> Peer {
-        Peer::start("python3", "garbage_rtsp_server.py", &["--port", "0", "--kind", kind])
+        Peer::start(
+            "python3",
+            "garbage_rtsp_server.py",
+            &["--port", "0", "--kind", kind],
+        )
     }
 
     /// host:port of the URL.

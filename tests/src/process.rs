@@ -18,7 +18,11 @@ pub fn binary() -> PathBuf {
         return p.into();
     }
     let p = root().join("target/release/vigil");
-    assert!(p.exists(), "{} missing: run `make test` (it builds the binary first)", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: run `make test` (it builds the binary first)",
+        p.display()
+    );
     p
 }
 
@@ -32,13 +36,20 @@ pub fn cache_dir() -> PathBuf {
 /// A cached file that `make` fetches; fails the test when absent.
 pub fn cached(rel: &str) -> PathBuf {
     let p = cache_dir().join(rel);
-    assert!(p.exists(), "{} missing: run `make model sample`", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: run `make model sample`",
+        p.display()
+    );
     p
 }
 
 /// Runs `vigil ARGS` to completion: (exit code, stdout, stderr).
 pub fn run_to_end(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(binary()).args(args).output().expect("spawn vigil");
+    let out = Command::new(binary())
+        .args(args)
+        .output()
+        .expect("spawn vigil");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -125,7 +136,11 @@ impl Vigil {
                 panic!(
                     "no matching log line within {timeout:?} (process {}); last lines:\n{}",
                     if l.closed { "exited" } else { "running" },
-                    tail.into_iter().rev().cloned().collect::<Vec<_>>().join("\n")
+                    tail.into_iter()
+                        .rev()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join("\n")
                 );
             }
             l = cv.wait_timeout(l, deadline - now).unwrap().0;
@@ -144,7 +159,12 @@ impl Vigil {
     }
 
     /// The latest `status camera=NAME` line parsed into key=value pairs.
-    pub fn wait_status(&self, camera: &str, timeout: Duration, pred: impl Fn(&Status) -> bool) -> Status {
+    pub fn wait_status(
+        &self,
+        camera: &str,
+        timeout: Duration,
+        pred: impl Fn(&Status) -> bool,
+    ) -> Status {
         let tag = format!("status camera={camera} ");
         let line = self.wait_for_line(timeout, |l| l.contains(&tag) && pred(&Status::parse(l)));
         Status::parse(&line)
@@ -177,7 +197,10 @@ impl Vigil {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status.code().unwrap_or(-1);
             }
-            assert!(Instant::now() < deadline, "vigil did not stop within 20 s of SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "vigil did not stop within 20 s of SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -189,7 +212,10 @@ impl Vigil {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status.code().unwrap_or(-1);
             }
-            assert!(Instant::now() < deadline, "vigil did not exit within {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "vigil did not exit within {timeout:?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

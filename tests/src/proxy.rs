@@ -36,18 +36,33 @@ impl CuttingProxy {
                 match listener.accept() {
                     Ok((client, _)) => {
                         client.set_nonblocking(false).unwrap();
-                        let Ok(up) = TcpStream::connect(upstream) else { continue };
+                        let Ok(up) = TcpStream::connect(upstream) else {
+                            continue;
+                        };
                         let from_server = Arc::new(AtomicU64::new(0));
-                        pump(up.try_clone().unwrap(), client.try_clone().unwrap(), Some(from_server.clone()));
+                        pump(
+                            up.try_clone().unwrap(),
+                            client.try_clone().unwrap(),
+                            Some(from_server.clone()),
+                        );
                         pump(client.try_clone().unwrap(), up.try_clone().unwrap(), None);
-                        c2.lock().unwrap().push(Conn { client, upstream: up, from_server });
+                        c2.lock().unwrap().push(Conn {
+                            client,
+                            upstream: up,
+                            from_server,
+                        });
                         a2.fetch_add(1, Ordering::SeqCst);
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        CuttingProxy { addr, conns, accepted, stop }
+        CuttingProxy {
+            addr,
+            conns,
+            accepted,
+            stop,
+        }
     }
 
     /// The proxy's address.

@@ -12,7 +12,12 @@ fn write(dir: &TempDir, name: &str, text: &str) -> String {
 }
 
 fn model_line() -> String {
-    format!("[detector]\nmodel = {:?}\n", cached("models/ssd_mobilenet_v2_coco.pb").display().to_string())
+    format!(
+        "[detector]\nmodel = {:?}\n",
+        cached("models/ssd_mobilenet_v2_coco.pb")
+            .display()
+            .to_string()
+    )
 }
 
 #[test]
@@ -21,7 +26,17 @@ fn check_config_prints_the_budget_by_component() {
     let f = write(&dir, "ok.toml", &format!("{}[[camera]]\nurl = \"rtsp://127.0.0.1/a\"\n[[camera]]\nname = \"yard\"\nurl = \"clip.mp4\"\nframe_pool = 6\n", model_line()));
     let (code, out, err) = run_to_end(&["check-config", &f]);
     assert_eq!(code, 0, "{out}\n{err}");
-    for component in ["frame pools", "packet buffers", "decoders", "tensors", "model", "queues", "fixed overhead", "total", "limit"] {
+    for component in [
+        "frame pools",
+        "packet buffers",
+        "decoders",
+        "tensors",
+        "model",
+        "queues",
+        "fixed overhead",
+        "total",
+        "limit",
+    ] {
         assert!(out.contains(component), "missing {component} in:\n{out}");
     }
     assert!(out.contains("yard: 6 x 1920x1080"), "{out}");
@@ -37,7 +52,10 @@ fn check_config_and_run_refuse_a_budget_over_the_limit() {
     assert!(err.contains("exceeds memory_limit"), "{err}");
     let (code, _, err) = run_to_end(&["run", "--config", &f]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("memory budget"), "budget printed at start: {err}");
+    assert!(
+        err.contains("memory budget"),
+        "budget printed at start: {err}"
+    );
     assert!(err.contains("refusing to start"), "{err}");
 }
 
@@ -68,7 +86,10 @@ fn every_kind_of_mistake_names_the_key_and_the_line() {
         let f = write(&dir, "t.toml", text);
         let (code, out, err) = run_to_end(&["check-config", &f]);
         assert_eq!(code, 2, "config {text:?}: {out}\n{err}");
-        assert!(err.contains(location) && err.contains(key), "config {text:?} expected {location} {key}, got:\n{err}");
+        assert!(
+            err.contains(location) && err.contains(key),
+            "config {text:?} expected {location} {key}, got:\n{err}"
+        );
         assert!(!err.contains("panicked"), "{err}");
     }
 }
@@ -91,7 +112,16 @@ fn usage_errors_are_explained() {
 
 #[test]
 fn a_missing_model_is_named() {
-    let (code, _, err) = run_to_end(&["run", "--camera", "a.h264", "--model", "/nonexistent/model.pb"]);
+    let (code, _, err) = run_to_end(&[
+        "run",
+        "--camera",
+        "a.h264",
+        "--model",
+        "/nonexistent/model.pb",
+    ]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("/nonexistent/model.pb") && err.contains("make model"), "{err}");
+    assert!(
+        err.contains("/nonexistent/model.pb") && err.contains("make model"),
+        "{err}"
+    );
 }

@@ -7,7 +7,9 @@ use vigil_system_tests::media::{corrupt_copy, h264_clip, h265_clip, TempDir};
 use vigil_system_tests::process::{cached, Vigil};
 
 fn model() -> String {
-    cached("models/ssd_mobilenet_v2_coco.pb").display().to_string()
+    cached("models/ssd_mobilenet_v2_coco.pb")
+        .display()
+        .to_string()
 }
 
 fn write_config(dir: &TempDir, body: &str) -> String {
@@ -19,14 +21,41 @@ fn write_config(dir: &TempDir, body: &str) -> String {
 #[test]
 fn sample_clip_raises_events_on_a_fixed_set_of_named_threads() {
     let clip = cached("media/bikes.mp4");
-    let v = Vigil::start(&["run", "--camera", clip.to_str().unwrap(), "--model", &model(), "--status-every", "1"]);
-    let event = v.wait_for_line(Duration::from_secs(60), |l| l.contains("event ") && l.contains("camera-1 saw"));
-    assert!(["person", "bicycle", "car"].iter().any(|c| event.contains(c)), "{event}");
+    let v = Vigil::start(&[
+        "run",
+        "--camera",
+        clip.to_str().unwrap(),
+        "--model",
+        &model(),
+        "--status-every",
+        "1",
+    ]);
+    let event = v.wait_for_line(Duration::from_secs(60), |l| {
+        l.contains("event ") && l.contains("camera-1 saw")
+    });
+    assert!(
+        ["person", "bicycle", "car"]
+            .iter()
+            .any(|c| event.contains(c)),
+        "{event}"
+    );
     let first = v.thread_names();
     // main + 1 io worker + 1 blocking + 1 decoder + 1 inference worker.
-    assert_eq!(first, vec!["vigil", "vigil-det-0", "vigil-dec-0", "vigil-io-0", "vigil-io-1"], "{first:?}");
+    assert_eq!(
+        first,
+        vec![
+            "vigil",
+            "vigil-dec-0",
+            "vigil-det-0",
+            "vigil-io-0",
+            "vigil-io-1"
+        ],
+        "{first:?}"
+    );
     // The clip loops (250 frames at 25 fps): watch it wrap at least once.
-    v.wait_status("camera-1", Duration::from_secs(40), |s| s.num("decoded") > 300.0);
+    v.wait_status("camera-1", Duration::from_secs(40), |s| {
+        s.num("decoded") > 300.0
+    });
     assert_eq!(v.thread_names(), first, "thread set changed while running");
     let st = v.wait_status("camera-1", Duration::from_secs(5), |_| true);
     assert_eq!(st.get("state"), "streaming");
@@ -45,7 +74,13 @@ fn a_bad_camera_never_stops_the_others() {
     let bytes = std::fs::read(&good).unwrap();
     std::fs::write(&truncated, &bytes[..bytes.len() / 3 + 17]).unwrap();
     let garbage = dir.join("garbage.h264");
-    std::fs::write(&garbage, (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect::<Vec<u8>>()).unwrap();
+    std::fs::write(
+        &garbage,
+        (0..200_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
     let cfg = write_config(
         &dir,
         &format!(
@@ -58,15 +93,29 @@ fn a_bad_camera_never_stops_the_others() {
         ),
     );
     let v = Vigil::start(&["run", "--config", &cfg, "--status-every", "1"]);
-    let hevc_state = v.wait_status("hevc", Duration::from_secs(30), |s| s.get("state") == "error");
+    let hevc_state = v.wait_status("hevc", Duration::from_secs(30), |s| {
+        s.get("state") == "error"
+    });
     assert_eq!(hevc_state.get("state"), "error");
-    v.wait_for_line(Duration::from_secs(10), |l| l.contains("camera hevc") && l.contains("h265 needs the hardware"));
-    v.wait_for_line(Duration::from_secs(10), |l| l.contains("camera missing") && l.contains("/nonexistent/clip.mp4"));
+    v.wait_for_line(Duration::from_secs(10), |l| {
+        l.contains("camera hevc") && l.contains("h265 needs the hardware")
+    });
+    v.wait_for_line(Duration::from_secs(10), |l| {
+        l.contains("camera missing") && l.contains("/nonexistent/clip.mp4")
+    });
     let a = v.wait_status("good", Duration::from_secs(30), |s| s.num("decoded") > 50.0);
-    let b = v.wait_status("good", Duration::from_secs(30), |s| s.num("decoded") > a.num("decoded") + 50.0);
+    let b = v.wait_status("good", Duration::from_secs(30), |s| {
+        s.num("decoded") > a.num("decoded") + 50.0
+    });
     assert_eq!(b.get("state"), "streaming");
-    let t = v.wait_status("truncated", Duration::from_secs(30), |s| s.num("decoded") > 10.0);
-    assert_ne!(t.get("state"), "error", "a truncated file loops what it has");
+    let t = v.wait_status("truncated", Duration::from_secs(30), |s| {
+        s.num("decoded") > 10.0
+    });
+    assert_ne!(
+        t.get("state"),
+        "error",
+        "a truncated file loops what it has"
+    );
     assert!(v.lines_matching(|l| l.contains("panicked")).is_empty());
     assert_eq!(v.stop(), 0);
 }
@@ -81,7 +130,9 @@ fn a_detector_slower_than_the_stream_drops_frames_and_holds_memory() {
         &format!("[[camera]]\nname = \"busy\"\nurl = {:?}\ndetect_fps = 25\nframe_pool = 2\nmax_resolution = \"640x480\"\n", clip.display().to_string()),
     );
     let v = Vigil::start(&["run", "--config", &cfg, "--status-every", "1"]);
-    let warm = v.wait_status("busy", Duration::from_secs(60), |s| s.num("frames_dropped_pool_empty") > 20.0);
+    let warm = v.wait_status("busy", Duration::from_secs(60), |s| {
+        s.num("frames_dropped_pool_empty") > 20.0
+    });
     let rss_warm = v.sample().rss_bytes;
     let threads = v.sample().threads;
     let later = v.wait_status("busy", Duration::from_secs(60), |s| {
@@ -91,6 +142,9 @@ fn a_detector_slower_than_the_stream_drops_frames_and_holds_memory() {
     assert!(later.num("detected") < later.num("decoded"), "{later:?}");
     assert_eq!(s.threads, threads);
     let growth = s.rss_bytes as i64 - rss_warm as i64;
-    assert!(growth < 1 << 20, "RSS grew {growth} bytes while dropping frames");
+    assert!(
+        growth < 1 << 20,
+        "RSS grew {growth} bytes while dropping frames"
+    );
     assert_eq!(v.stop(), 0);
 }

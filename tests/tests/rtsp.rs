@@ -10,7 +10,9 @@ use vigil_system_tests::proxy::CuttingProxy;
 
 fn config(dir: &TempDir, cameras: &str) -> String {
     let p = dir.join("vigil.toml");
-    let model = cached("models/ssd_mobilenet_v2_coco.pb").display().to_string();
+    let model = cached("models/ssd_mobilenet_v2_coco.pb")
+        .display()
+        .to_string();
     std::fs::write(&p, format!("[detector]\nmodel = {model:?}\n{cameras}")).unwrap();
     p.display().to_string()
 }
@@ -48,25 +50,53 @@ fn two_hundred_forced_disconnects_leave_threads_and_memory_flat() {
     for n in 21..=220 {
         cycle(n);
         if n % 50 == 0 {
-            assert_eq!(v.thread_names(), warm_threads, "threads changed by reconnect {n}");
+            assert_eq!(
+                v.thread_names(),
+                warm_threads,
+                "threads changed by reconnect {n}"
+            );
         }
     }
     assert!(proxy.wait_flowing(221, 20_000, Duration::from_secs(30)));
     std::thread::sleep(Duration::from_secs(2));
     let end = v.sample();
-    let st = v.wait_status("cam", Duration::from_secs(5), |s| s.num("reconnects") >= 220.0);
+    let st = v.wait_status("cam", Duration::from_secs(5), |s| {
+        s.num("reconnects") >= 220.0
+    });
     assert_eq!(st.get("state"), "streaming");
     assert_eq!(end.threads, warm.threads);
     let growth = end.rss_bytes as i64 - warm.rss_bytes as i64;
-    eprintln!("200 reconnects: RSS {} -> {} ({growth:+} bytes), fds {} -> {}, threads {}", warm.rss_bytes, end.rss_bytes, warm.open_fds, end.open_fds, end.threads);
-    assert!(growth < 1 << 20, "RSS grew {growth} bytes over 200 reconnects");
-    assert!(end.open_fds <= warm.open_fds + 2, "fds {} -> {}", warm.open_fds, end.open_fds);
+    eprintln!(
+        "200 reconnects: RSS {} -> {} ({growth:+} bytes), fds {} -> {}, threads {}",
+        warm.rss_bytes, end.rss_bytes, warm.open_fds, end.open_fds, end.threads
+    );
+    assert!(
+        growth < 1 << 20,
+        "RSS grew {growth} bytes over 200 reconnects"
+    );
+    assert!(
+        end.open_fds <= warm.open_fds + 2,
+        "fds {} -> {}",
+        warm.open_fds,
+        end.open_fds
+    );
     assert_eq!(v.stop(), 0);
 }
 
 #[test]
 fn credentials_are_sent_and_a_wrong_password_is_a_clear_state() {
-    let server = Peer::rtsp_server(&["--mode", "h264-test", "--width", "320", "--height", "240", "--user", "admin", "--password", "s3cret"]);
+    let server = Peer::rtsp_server(&[
+        "--mode",
+        "h264-test",
+        "--width",
+        "320",
+        "--height",
+        "240",
+        "--user",
+        "admin",
+        "--password",
+        "s3cret",
+    ]);
     let dir = TempDir::new("auth");
     let cfg = config(
         &dir,
@@ -77,9 +107,15 @@ fn credentials_are_sent_and_a_wrong_password_is_a_clear_state() {
         ),
     );
     let v = Vigil::start(&["run", "--config", &cfg, "--status-every", "1"]);
-    v.wait_status("ok", Duration::from_secs(30), |s| s.get("state") == "streaming" && s.num("decoded") > 25.0);
-    v.wait_for_line(Duration::from_secs(30), |l| l.contains("camera wrong") && l.contains("401"));
-    let st = v.wait_status("wrong", Duration::from_secs(10), |s| s.num("reconnects") >= 2.0);
+    v.wait_status("ok", Duration::from_secs(30), |s| {
+        s.get("state") == "streaming" && s.num("decoded") > 25.0
+    });
+    v.wait_for_line(Duration::from_secs(30), |l| {
+        l.contains("camera wrong") && l.contains("401")
+    });
+    let st = v.wait_status("wrong", Duration::from_secs(10), |s| {
+        s.num("reconnects") >= 2.0
+    });
     assert_eq!(st.get("state"), "connecting");
     assert_eq!(v.stop(), 0);
 }
@@ -90,7 +126,10 @@ fn servers_answering_garbage_leave_the_other_cameras_running() {
     let kinds = ["junk", "bad-status", "truncated-sdp", "hang"];
     let servers: Vec<Peer> = kinds.iter().map(|k| Peer::garbage_server(k)).collect();
     let dir = TempDir::new("garbage");
-    let mut cams = format!("[[camera]]\nname = \"good\"\nurl = {:?}\nmax_resolution = \"640x480\"\n", clip.display().to_string());
+    let mut cams = format!(
+        "[[camera]]\nname = \"good\"\nurl = {:?}\nmax_resolution = \"640x480\"\n",
+        clip.display().to_string()
+    );
     for (k, s) in kinds.iter().zip(&servers) {
         cams.push_str(&format!(
             "[[camera]]\nname = \"{}\"\nurl = {:?}\nreconnect_min = \"100ms\"\nreconnect_max = \"300ms\"\nstall_timeout = \"2s\"\n",
@@ -102,12 +141,16 @@ fn servers_answering_garbage_leave_the_other_cameras_running() {
     let v = Vigil::start(&["run", "--config", &cfg, "--status-every", "1"]);
     for k in kinds {
         let name = k.replace('-', "_");
-        let st = v.wait_status(&name, Duration::from_secs(60), |s| s.num("reconnects") >= 2.0);
+        let st = v.wait_status(&name, Duration::from_secs(60), |s| {
+            s.num("reconnects") >= 2.0
+        });
         assert_eq!(st.get("state"), "connecting", "{name}: {st:?}");
     }
     let threads = v.sample().threads;
     let a = v.wait_status("good", Duration::from_secs(10), |_| true);
-    let b = v.wait_status("good", Duration::from_secs(30), |s| s.num("decoded") > a.num("decoded") + 50.0);
+    let b = v.wait_status("good", Duration::from_secs(30), |s| {
+        s.num("decoded") > a.num("decoded") + 50.0
+    });
     assert_eq!(b.get("state"), "streaming");
     assert_eq!(v.sample().threads, threads);
     assert!(v.lines_matching(|l| l.contains("panicked")).is_empty());

@@ -8,13 +8,21 @@
 //! with the parameter sets in front of every key frame, exactly what the
 //! decoders want. Any error, the server closing the stream, or a stall (no
 //! frame for `stall_timeout`, which also bounds each request) ends the
-//! session: it is dropped, which makes retina send TEARDOWN in the background
-//! ([`TeardownPolicy::Always`]), the camera goes to `connecting` with the
-//! error chain as its reason, the sink is told of the discontinuity, and the
-//! next session starts after a jittered backoff. Before each session the
-//! camera's [`SessionGroup`] is awaited until the previous session's TEARDOWN
-//! has finished (or the session expired), so a camera that allows a single
-//! session never sees two. Every await is raced against shutdown.
+//! session: it is dropped, which makes retina send one TEARDOWN on the
+//! session's own connection and then close it ([`TeardownPolicy::Auto`]; for
+//! UDP, or a live555 server with its stale-TCP-session bug, retina keeps
+//! retrying on fresh connections until the session expires). The camera goes
+//! to `connecting` with the error chain as its reason, the sink is told of the
+//! discontinuity, and the next session starts after a jittered backoff. Before
+//! each session the camera's [`SessionGroup`] is awaited until the previous
+//! session's TEARDOWN has finished, so a camera that allows a single session
+//! never sees two. Every await is raced against shutdown.
+//!
+//! Why not `TeardownPolicy::Always`: when the connection itself was lost, it
+//! retries TEARDOWN on fresh connections until the server confirms, and
+//! GStreamer's server (like most) has already dropped a TCP-interleaved
+//! session with its connection and answers 454, so every reconnect waited out
+//! the whole session timeout (60 s) in `await_stale_sessions`.
 //!
 //! Memory: the source itself allocates nothing per frame (one bounded copy
 //! into a packet buffer), but retina assembles each frame in a `Vec` of its
@@ -202,7 +210,7 @@ async fn run_once(
         .creds(creds.clone())
         .user_agent(USER_AGENT.to_owned())
         .session_group(Arc::clone(group))
-        .teardown(TeardownPolicy::Always);
+        .teardown(TeardownPolicy::Auto);
     let mut session =
         match tokio::time::timeout(step, Session::describe(url.clone(), options)).await {
             Ok(Ok(s)) => s,

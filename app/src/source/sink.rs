@@ -27,7 +27,11 @@ pub struct PacketSink {
 
 impl PacketSink {
     /// A sink lending from `pool` and queueing to `queue`.
-    pub fn new(pool: Pool<PacketBuf>, queue: Arc<PacketQueue>, metrics: Arc<CameraMetrics>) -> Self {
+    pub fn new(
+        pool: Pool<PacketBuf>,
+        queue: Arc<PacketQueue>,
+        metrics: Arc<CameraMetrics>,
+    ) -> Self {
         PacketSink {
             pool,
             queue,
@@ -47,7 +51,9 @@ impl PacketSink {
     /// unit is dropped and counted) or a key frame is awaited.
     pub fn begin(&mut self, codec: Codec, pts_us: i64, keyframe: bool) -> Option<Lease<PacketBuf>> {
         if self.gap && !keyframe {
-            self.metrics.packets_dropped.inc(DropReason::AwaitingKeyframe);
+            self.metrics
+                .packets_dropped
+                .inc(DropReason::AwaitingKeyframe);
             return None;
         }
         match self.pool.try_take() {
@@ -79,7 +85,9 @@ impl PacketSink {
     /// Queues a filled unit to the decoder.
     pub fn send(&mut self, mut packet: Lease<PacketBuf>) {
         if self.gap && !packet.keyframe {
-            self.metrics.packets_dropped.inc(DropReason::AwaitingKeyframe);
+            self.metrics
+                .packets_dropped
+                .inc(DropReason::AwaitingKeyframe);
             return;
         }
         packet.discontinuity = self.gap;
@@ -109,7 +117,10 @@ mod tests {
     use super::*;
     use crate::queue::WhenFull;
 
-    fn sink(pool_size: usize, queue_size: usize) -> (PacketSink, Arc<PacketQueue>, Arc<CameraMetrics>) {
+    fn sink(
+        pool_size: usize,
+        queue_size: usize,
+    ) -> (PacketSink, Arc<PacketQueue>, Arc<CameraMetrics>) {
         let pool = Pool::with("packets", pool_size, || PacketBuf::with_capacity(16));
         let q = Arc::new(PacketQueue::new(queue_size, WhenFull::DropNewest));
         let m = Arc::new(CameraMetrics::new("c"));
