@@ -4,10 +4,12 @@
 //! detector with reference runs, not part of the per-frame path, so it
 //! allocates freely (one decoded picture at a time). Each detection is one
 //! line `{"image", "class", "class_id", "score", "box": [x0, y0, x1, y1]}` with
-//! the box in pixels of that picture. A file that cannot be read or decoded
-//! does not stop the run: it becomes a line `{"image", "error"}` in the same
-//! stream, is logged, and is counted in the returned number.
+//! the box in pixels of that picture (a path that is not UTF-8 is written
+//! lossily). A file that cannot be read or decoded does not stop the run: it
+//! becomes a line `{"image", "error"}` in the same stream, is logged, and is
+//! counted in the returned number.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -19,7 +21,7 @@ use crate::image::{ImageRef, Rgb8};
 
 #[derive(Serialize)]
 struct DetectionLine<'a> {
-    image: &'a Path,
+    image: Cow<'a, str>,
     class: &'a str,
     class_id: u16,
     score: f32,
@@ -29,7 +31,7 @@ struct DetectionLine<'a> {
 
 #[derive(Serialize)]
 struct ErrorLine<'a> {
-    image: &'a Path,
+    image: Cow<'a, str>,
     error: String,
 }
 
@@ -110,7 +112,7 @@ pub fn detect_images(
             Ok((width, height)) => {
                 for d in &detections {
                     let line = DetectionLine {
-                        image: path,
+                        image: path.to_string_lossy(),
                         class: detector.class_name(d.class_id),
                         class_id: d.class_id,
                         score: round(d.score, 3),
@@ -128,7 +130,7 @@ pub fn detect_images(
                 log::error!("{e}");
                 failures += 1;
                 let line = ErrorLine {
-                    image: path,
+                    image: path.to_string_lossy(),
                     error: e.to_string(),
                 };
                 write_line(out, &line)?;

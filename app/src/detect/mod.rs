@@ -20,16 +20,15 @@ use crate::image::ImageRef;
 
 /// Where `make model` (scripts/fetch-model.sh) puts the SSD graph:
 /// `$VIGIL_CACHE_DIR/models/ssd_mobilenet_v2_coco.pb`, with `VIGIL_CACHE_DIR`
-/// defaulting to `$HOME/.cache/vigil` (unset or empty variables count as
-/// absent, as in the script).
+/// defaulting to `$HOME/.cache/vigil` and `HOME` to `/root`; unset and empty
+/// variables are alike, as in the scripts.
 pub fn default_model_path() -> PathBuf {
     let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
     let cache = var("VIGIL_CACHE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             var("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_default()
+                .map_or_else(|| PathBuf::from("/root"), PathBuf::from)
                 .join(".cache/vigil")
         });
     cache.join("models/ssd_mobilenet_v2_coco.pb")

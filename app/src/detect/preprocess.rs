@@ -527,6 +527,25 @@ mod tests {
     }
 
     #[test]
+    fn resizing_does_not_allocate() {
+        use crate::alloc_count::thread_counts;
+        let planes = flat_i420(641, 479, 3, [81, 90, 240]);
+        let data = flat_rgb(33, 17, 99 + 5, [1, 2, 3]);
+        let rgb = ImageRef::Rgb8(Rgb8 {
+            width: 33,
+            height: 17,
+            data: &data,
+            stride: 104,
+        });
+        let mut resizer = Resizer::new(300, 300, Normalisation::MINUS_ONE_TO_ONE);
+        let mut t = vec![0.0; resizer.tensor_len()];
+        let before = thread_counts();
+        resizer.resize(&i420(&planes, 641, 479), &mut t).unwrap();
+        resizer.resize(&rgb, &mut t).unwrap();
+        assert_eq!(thread_counts().ours, before.ours);
+    }
+
+    #[test]
     fn bad_pictures_and_tensors_are_errors() {
         let data = [0u8; 12];
         let rgb = |width, height, stride| {

@@ -98,6 +98,7 @@ impl RawTensor<'_> {
                 }
                 best
             }
+            RawTensor::I8 { .. } if count == 0 => (0, f32::NEG_INFINITY),
             RawTensor::I8 { data, .. } => {
                 let mut best = (0, i8::MIN);
                 for k in 0..count {
@@ -228,8 +229,9 @@ impl YoloPostprocess {
         })
     }
 
-    /// Adds a box given in input pixels, clipped to the input.
-    fn push(&mut self, class: usize, score: f32, x0: f32, y0: f32, x1: f32, y1: f32) {
+    /// Adds a box given as `[x0, y0, x1, y1]` in input pixels, clipped to
+    /// the input.
+    fn push(&mut self, class: usize, score: f32, [x0, y0, x1, y1]: [f32; 4]) {
         let bbox = BBox {
             x0: (x0 / self.input_w).clamp(0.0, 1.0),
             y0: (y0 / self.input_h).clamp(0.0, 1.0),
@@ -285,10 +287,7 @@ impl YoloPostprocess {
                         self.push(
                             class,
                             score,
-                            cx - w / 2.0,
-                            cy - hh / 2.0,
-                            cx + w / 2.0,
-                            cy + hh / 2.0,
+                            [cx - w / 2.0, cy - hh / 2.0, cx + w / 2.0, cy + hh / 2.0],
                         );
                     }
                 }
@@ -344,10 +343,12 @@ impl YoloPostprocess {
                     self.push(
                         class,
                         score,
-                        (cx - dist[0]) * cells.stride_x,
-                        (cy - dist[1]) * cells.stride_y,
-                        (cx + dist[2]) * cells.stride_x,
-                        (cy + dist[3]) * cells.stride_y,
+                        [
+                            (cx - dist[0]) * cells.stride_x,
+                            (cy - dist[1]) * cells.stride_y,
+                            (cx + dist[2]) * cells.stride_x,
+                            (cy + dist[3]) * cells.stride_y,
+                        ],
                     );
                 }
             }
@@ -391,10 +392,7 @@ impl YoloPostprocess {
                     self.push(
                         class,
                         score,
-                        cx - w / 2.0,
-                        cy - hh / 2.0,
-                        cx + w / 2.0,
-                        cy + hh / 2.0,
+                        [cx - w / 2.0, cy - hh / 2.0, cx + w / 2.0, cy + hh / 2.0],
                     );
                 }
             }
@@ -887,6 +885,70 @@ mod tests {
             assert_eq!(out.len(), 1);
             assert!((out[0].score - 0.855).abs() < 0.03);
         }
+    }
+
+    #[test]
+    fn decoding_does_not_allocate() {
+        use crate::alloc_count::thread_counts;
+        let mut v5 = v5_heads();
+        v5_object(
+            &mut v5[0],
+            1,
+            3,
+            5,
+            [0.5, 0.75, 0.5, 0.5],
+            0.9,
+            [0.1, 0.8, 0.2],
+        );
+        let v5: Vec<Yolov5Head<'_>> = v5
+            .iter()
+            .enumerate()
+            .map(|(i, h)| Yolov5Head {
+                tensor: RawTensor::F32(&h.data),
+                grid_h: h.gh,
+                grid_w: h.gw,
+                anchors: YOLOV5_COCO_ANCHORS[i],
+            })
+            .collect();
+        let (boxes, scores, sum) = v8_tensors();
+        let q = quantise(&boxes.data, 0, 20.0 / 127.0);
+        let v8 = [Yolov8Head {
+            boxes: RawTensor::I8 {
+                data: &q,
+                zero_point: 0,
+                scale: 20.0 / 127.0,
+            },
+            scores: RawTensor::F32(&scores.data),
+            score_sum: Some(RawTensor::F32(&sum.data)),
+            grid_h: 8,
+            grid_w: 8,
+        }];
+        let mut x = Nchw::new(5 + C, 4, 4);
+        yolox_object(
+            &mut x,
+            1,
+            2,
+            [0.5, 0.25, 2f32.ln(), 0.0],
+            0.95,
+            [0.9, 0.1, 0.0],
+        );
+        let yx = [YoloxHead {
+            tensor: RawTensor::F32(&x.data),
+            grid_h: 4,
+            grid_w: 4,
+        }];
+        let mut post = YoloPostprocess::new(INPUT, INPUT, C, 0.45);
+        let mut out = Detections::new();
+        let before = thread_counts();
+        for _ in 0..3 {
+            post.yolov5(&v5, 0.25, &mut out).unwrap();
+            assert_eq!(out.len(), 1);
+            post.yolov8(&v8, 0.25, &mut out).unwrap();
+            assert_eq!(out.len(), 1);
+            post.yolox(&yx, 0.25, &mut out).unwrap();
+            assert_eq!(out.len(), 1);
+        }
+        assert_eq!(thread_counts().ours, before.ours);
     }
 
     // ---- letterbox ----
