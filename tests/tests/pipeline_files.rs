@@ -85,11 +85,11 @@ fn a_bad_camera_never_stops_the_others() {
         &dir,
         &format!(
             "[[camera]]\nname = \"good\"\nurl = {good:?}\nmax_resolution = \"640x480\"\n\
-             [[camera]]\nname = \"hevc\"\nurl = {hevc:?}\n\
+             [[camera]]\nname = \"hevc\"\nurl = {hevc:?}\nmax_resolution = \"640x480\"\n\
              [[camera]]\nname = \"corrupt\"\nurl = {corrupt:?}\nmax_resolution = \"640x480\"\n\
              [[camera]]\nname = \"truncated\"\nurl = {truncated:?}\nmax_resolution = \"640x480\"\n\
-             [[camera]]\nname = \"garbage\"\nurl = {garbage:?}\n\
-             [[camera]]\nname = \"missing\"\nurl = \"/nonexistent/clip.mp4\"\n",
+             [[camera]]\nname = \"garbage\"\nurl = {garbage:?}\nmax_resolution = \"640x480\"\n\
+             [[camera]]\nname = \"missing\"\nurl = \"/nonexistent/clip.mp4\"\nmax_resolution = \"640x480\"\n",
         ),
     );
     let v = Vigil::start(&["run", "--config", &cfg, "--status-every", "1"]);

@@ -132,7 +132,7 @@ fn servers_answering_garbage_leave_the_other_cameras_running() {
     );
     for (k, s) in kinds.iter().zip(&servers) {
         cams.push_str(&format!(
-            "[[camera]]\nname = \"{}\"\nurl = {:?}\nreconnect_min = \"100ms\"\nreconnect_max = \"300ms\"\nstall_timeout = \"2s\"\n",
+            "[[camera]]\nname = \"{}\"\nurl = {:?}\nmax_resolution = \"640x480\"\nreconnect_min = \"100ms\"\nreconnect_max = \"300ms\"\nstall_timeout = \"2s\"\n",
             k.replace('-', "_"),
             s.url
         ));
