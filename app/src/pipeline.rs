@@ -397,16 +397,24 @@ impl DecodeContext {
         let mut decoder: Option<(Codec, Box<dyn Decoder>)> = None;
         let mut size = (0u32, 0u32);
         let mut unusable = false;
+        // A codec the factory refused is not asked for again: otherwise every
+        // packet would retry it and format the same error.
+        let mut refused: Option<Codec> = None;
         loop {
             let packet = match self.packets.pop_timeout(POLL) {
                 Ok(p) => p,
                 Err(PopError::Timeout) => continue,
                 Err(PopError::Closed) => break,
             };
+            if refused == Some(packet.codec) {
+                self.metrics.packets_dropped.inc(DropReason::DecodeError);
+                continue;
+            }
             if decoder.as_ref().is_none_or(|(c, _)| *c != packet.codec) {
                 match (self.factory)(packet.codec) {
                     Ok(d) => decoder = Some((packet.codec, d)),
                     Err(e) => {
+                        refused = Some(packet.codec);
                         self.metrics.set_state(CameraState::Error, &e.to_string());
                         self.metrics.packets_dropped.inc(DropReason::DecodeError);
                         continue;
