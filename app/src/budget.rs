@@ -44,6 +44,14 @@ pub const ENGINE_SCRATCH_BYTES: u64 = 48 << 20;
 /// Everything else: code, runtime, allocator slack, the metrics registry.
 pub const FIXED_OVERHEAD_BYTES: u64 = 24 << 20;
 
+/// Per open web connection besides its buffers: the task, hyper's
+/// connection state and the parsed request.
+pub const WEB_CONNECTION_OVERHEAD_BYTES: u64 = 8 << 10;
+
+/// Largest SSE message queued (one detection event or camera change is
+/// 300-600 bytes of JSON).
+pub const SSE_MESSAGE_BYTES: u64 = 1 << 10;
+
 /// Stack memory counted per thread (what is touched, not the reservation).
 pub const THREAD_STACK_BYTES: u64 = 256 << 10;
 
@@ -132,6 +140,26 @@ impl Budget {
                 config.events.ring_capacity
             ),
             bytes: queues,
+        });
+        let web = &config.web;
+        let per_connection = 2 * crate::web::server::MAX_BUF as u64
+            + WEB_CONNECTION_OVERHEAD_BYTES
+            + web.max_body as u64;
+        let sse = web.max_sse_clients as u64 * (web.sse_queue as u64 + 1) * SSE_MESSAGE_BYTES
+            + (n as u64 + 1) * SSE_MESSAGE_BYTES;
+        lines.push(BudgetLine {
+            component: "web",
+            detail: format!(
+                "{} connection(s) x {} + {} stream(s) x {} messages",
+                web.max_connections,
+                human(per_connection),
+                web.max_sse_clients,
+                web.sse_queue
+            ),
+            bytes: web.max_connections as u64 * per_connection
+                + sse
+                + (crate::web::history::SAMPLES * std::mem::size_of::<crate::web::history::Point>())
+                    as u64,
         });
         let threads = thread_count(config) as u64;
         lines.push(BudgetLine {

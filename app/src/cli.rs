@@ -213,6 +213,21 @@ fn run(a: RunArgs) -> i32 {
         log::error!("refusing to start: the memory budget exceeds memory_limit");
         return 1;
     }
+    // The port and the data directory fail fast, before the slow model load.
+    let listener = match std::net::TcpListener::bind(config.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("cannot listen on {} (`listen`): {e}", config.listen);
+            return 1;
+        }
+    };
+    if let Err(e) = std::fs::create_dir_all(&config.data_dir) {
+        log::error!(
+            "cannot create the data directory {} (`data_dir`): {e}",
+            config.data_dir.display()
+        );
+        return 1;
+    }
     let mut detectors: Vec<Box<dyn Detector>> = Vec::with_capacity(config.detector.workers);
     for _ in 0..config.detector.workers {
         match detect::ssd::SsdMobilenetV2::load(&config.detector.model) {
@@ -246,10 +261,52 @@ fn run(a: RunArgs) -> i32 {
         .registry
         .memory_limit_bytes
         .set(config.memory_limit as f64);
+    if let Err(e) = start_web(&config, &pipeline, listener) {
+        log::error!("{e}");
+        pipeline.stop();
+        return 1;
+    }
     let code = monitor(&pipeline, config.memory_limit, a.status_every.unwrap_or(30));
     pipeline.stop();
     log::info!("stopped");
     code
+}
+
+/// Serves the web interface on the pipeline's runtime.
+fn start_web(
+    config: &Config,
+    pipeline: &Pipeline,
+    listener: std::net::TcpListener,
+) -> Result<(), crate::web::WebError> {
+    use crate::web::{self, WebContext, WebError};
+    let ctx = WebContext::new(
+        config,
+        pipeline.registry.clone(),
+        pipeline.events.clone(),
+        web::auth::AuthConfig::default(),
+        Instant::now() - pipeline.uptime(),
+    )?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| WebError(format!("web listener: {e}")))?;
+    let runtime = pipeline
+        .runtime_handle()
+        .ok_or_else(|| WebError("the runtime has stopped".into()))?;
+    web::start(
+        &runtime,
+        listener,
+        std::sync::Arc::new(ctx),
+        pipeline.shutdown_handle(),
+    )?;
+    log::info!(
+        "web interface on http://{addr}/ (status {})",
+        if config.web.public_status {
+            "open to anyone who can reach it"
+        } else {
+            "behind the admin login"
+        }
+    );
+    Ok(())
 }
 
 /// Gives the heap freed while parsing and optimising the model (several

@@ -37,6 +37,8 @@ pub struct Config {
     pub io_threads: usize,
     /// The in-memory event ring and the object tracker.
     pub events: EventsConfig,
+    /// The web interface's limits.
+    pub web: WebConfig,
     /// The cameras, in file order.
     pub cameras: Vec<CameraConfig>,
 }
@@ -75,6 +77,46 @@ pub struct EventsConfig {
     pub ring_capacity: usize,
     /// An object unseen for this long has left; its return is a new event.
     pub track_timeout: Duration,
+}
+
+/// Limits of the web interface. Every one bounds memory or time: together
+/// they make the server's footprint a function of the configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebConfig {
+    /// Open connections at once; connection N+1 is closed at once.
+    pub max_connections: usize,
+    /// Concurrent `/events` streams; stream N+1 gets 503.
+    pub max_sse_clients: usize,
+    /// Messages queued per event stream; a slow reader loses the oldest.
+    pub sse_queue: usize,
+    /// Interval of SSE heartbeats (and of noticing a vanished client).
+    pub heartbeat: Duration,
+    /// Time allowed to send a request's headers.
+    pub header_timeout: Duration,
+    /// Time allowed to send a request's body.
+    pub body_timeout: Duration,
+    /// A connection with no request in flight is closed after this long.
+    pub idle_timeout: Duration,
+    /// Largest request body accepted.
+    pub max_body: usize,
+    /// Status, metrics and the API may be read without logging in.
+    pub public_status: bool,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            max_connections: 64,
+            max_sse_clients: 8,
+            sse_queue: 64,
+            heartbeat: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_body: 64 << 10,
+            public_status: true,
+        }
+    }
 }
 
 /// One camera.
@@ -255,6 +297,8 @@ struct RawConfig {
     runtime: RawRuntime,
     #[serde(default)]
     events: RawEvents,
+    #[serde(default)]
+    web: RawWeb,
     #[serde(default, rename = "camera")]
     cameras: Vec<RawCamera>,
 }
@@ -278,6 +322,77 @@ struct RawRuntime {
 struct RawEvents {
     ring_capacity: Option<Count<1, 1_000_000>>,
     track_timeout: Option<Seconds>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    max_connections: Option<Count<4, 4096>>,
+    max_sse_clients: Option<Count<0, 256>>,
+    sse_queue: Option<Count<4, 4096>>,
+    heartbeat: Option<Spanned<Seconds>>,
+    header_timeout: Option<Spanned<Seconds>>,
+    body_timeout: Option<Spanned<Seconds>>,
+    idle_timeout: Option<Spanned<Seconds>>,
+    max_body: Option<Spanned<ByteSize>>,
+    public_status: Option<bool>,
+}
+
+impl RawWeb {
+    fn validate(self, report: &mut Report<'_>) -> WebConfig {
+        let d = WebConfig::default();
+        let max_body = match self.max_body {
+            None => d.max_body,
+            Some(b) => {
+                let span = b.span();
+                let v = b.into_inner().0;
+                if !(1024..=16 << 20).contains(&v) {
+                    report(
+                        "web.max_body".into(),
+                        span,
+                        "must be between 1KiB and 16MiB".into(),
+                    );
+                }
+                v as usize
+            }
+        };
+        WebConfig {
+            max_connections: self.max_connections.map_or(d.max_connections, |c| c.0),
+            max_sse_clients: self.max_sse_clients.map_or(d.max_sse_clients, |c| c.0),
+            sse_queue: self.sse_queue.map_or(d.sse_queue, |c| c.0),
+            heartbeat: web_duration("heartbeat", self.heartbeat, d.heartbeat, report),
+            header_timeout: web_duration(
+                "header_timeout",
+                self.header_timeout,
+                d.header_timeout,
+                report,
+            ),
+            body_timeout: web_duration("body_timeout", self.body_timeout, d.body_timeout, report),
+            idle_timeout: web_duration("idle_timeout", self.idle_timeout, d.idle_timeout, report),
+            max_body,
+            public_status: self.public_status.unwrap_or(d.public_status),
+        }
+    }
+}
+
+/// A `[web]` duration, checked to be between 100ms and one hour.
+fn web_duration(
+    key: &str,
+    value: Option<Spanned<Seconds>>,
+    default: Duration,
+    report: &mut Report<'_>,
+) -> Duration {
+    let Some(v) = value else { return default };
+    let span = v.span();
+    let d = v.into_inner().0;
+    if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&d) {
+        report(
+            format!("web.{key}"),
+            span,
+            "must be between 100ms and 1h".into(),
+        );
+    }
+    d
 }
 
 #[derive(Deserialize)]
@@ -370,6 +485,7 @@ impl RawConfig {
                     .track_timeout
                     .map_or(Duration::from_secs(5), |s| s.0),
             },
+            web: self.web.validate(report),
             cameras,
         }
     }

@@ -182,6 +182,26 @@ impl EventRing {
         out.extend(events.iter().filter(|e| e.id > after).take(limit).copied());
     }
 
+    /// Copies the newest `limit` events (of `camera` only, when given),
+    /// newest first, into `out` (cleared first).
+    pub fn latest(&self, camera: Option<usize>, limit: usize, out: &mut Vec<Event>) {
+        out.clear();
+        let events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        out.extend(
+            events
+                .iter()
+                .rev()
+                .filter(|e| camera.is_none_or(|c| e.camera == c))
+                .take(limit)
+                .copied(),
+        );
+    }
+
+    /// The id of the newest event ever stored (0 before the first).
+    pub fn latest_id(&self) -> u64 {
+        self.next_id.load(Ordering::Relaxed) - 1
+    }
+
     /// Events held now.
     pub fn len(&self) -> usize {
         self.events
@@ -313,5 +333,13 @@ mod tests {
         assert_eq!(out.iter().map(|e| e.id).collect::<Vec<_>>(), vec![3, 4, 5]);
         ring.after(3, 1, &mut out);
         assert_eq!(out.iter().map(|e| e.id).collect::<Vec<_>>(), vec![4]);
+        assert_eq!(ring.latest_id(), 5);
+        ring.push(Event { camera: 1, ..e });
+        ring.latest(None, 2, &mut out);
+        assert_eq!(out.iter().map(|e| e.id).collect::<Vec<_>>(), vec![6, 5]);
+        ring.latest(Some(0), 5, &mut out);
+        assert_eq!(out.iter().map(|e| e.id).collect::<Vec<_>>(), vec![5, 4]);
+        ring.latest(Some(1), 5, &mut out);
+        assert_eq!(out.iter().map(|e| e.id).collect::<Vec<_>>(), vec![6]);
     }
 }

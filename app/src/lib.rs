@@ -36,6 +36,7 @@ pub mod queue;
 pub mod sampler;
 pub mod shutdown;
 pub mod source;
+pub mod web;
 
 // Unit tests that prove "no allocation after warm-up" (file sources, the
 // software decoder, the detector) read the counting allocator's per-thread

@@ -331,6 +331,8 @@ pub struct ProcessMetrics {
     pub open_fds: Gauge,
     /// CPU seconds (user + system) used so far.
     pub cpu_seconds: Gauge,
+    /// CPU use over the last sample, in percent of one core.
+    pub cpu_percent: Gauge,
     /// Heap allocations made outside the inference engine.
     pub heap_allocations: Gauge,
     /// Heap allocations made inside the inference engine.

@@ -222,6 +222,12 @@ impl Pipeline {
         Ok(pipeline)
     }
 
+    /// The async runtime's handle, for the web server's tasks (which then
+    /// share the fixed `io_threads` and stop with the pipeline).
+    pub fn runtime_handle(&self) -> Option<tokio::runtime::Handle> {
+        self.runtime.as_ref().map(|rt| rt.handle().clone())
+    }
+
     /// A handle observing shutdown.
     pub fn shutdown_handle(&self) -> Shutdown {
         self.trigger.subscribe()
@@ -254,6 +260,10 @@ impl Pipeline {
             p.threads.set(s.threads as f64);
             p.open_fds.set(s.open_fds as f64);
             p.cpu_seconds.set(s.cpu_seconds());
+            if previous.last.cpu_seconds() > 0.0 {
+                let used = (s.cpu_seconds() - previous.last.cpu_seconds()).max(0.0);
+                p.cpu_percent.set(100.0 * used / elapsed);
+            }
             previous.last = s;
         }
         let counts = alloc_count::process_counts();

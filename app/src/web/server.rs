@@ -1,0 +1,244 @@
+//! Accepting and timing out connections: the part of the web server that
+//! keeps its resources fixed whatever the clients do.
+//!
+//! Every connection is one task on the existing tokio runtime, never a
+//! thread, so fast, idle and one-byte-a-second clients all leave the thread
+//! count where it was (decision 0002 has the tiny-http figures that made us
+//! drop it). A semaphore of `max_connections` permits is taken at accept;
+//! connection N+1 gets a canned 503 written without waiting and is closed at
+//! once. Each connection is then bounded in time three ways:
+//!
+//! - hyper's header read timeout ends a request whose headers trickle in
+//!   (slowloris);
+//! - a watchdog closes a connection on which no byte has moved for
+//!   `idle_timeout` (idle keep-alive, or a client that connects and says
+//!   nothing);
+//! - while a response streams (SSE), the watchdog also asks the kernel
+//!   whether the peer has hung up (`POLLRDHUP`), so a vanished browser frees
+//!   its stream slot within a second instead of when a write finally fails.
+//!
+//! Read buffers are capped (`MAX_BUF`), so a connection's memory is bounded
+//! too; `budget.rs` counts `max_connections` of them.
+
+use super::routes;
+use super::WebContext;
+use crate::shutdown::Shutdown;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+/// hyper's read buffer limit per connection (its minimum is 8 KiB); a
+/// request head larger than this is refused with 431.
+pub const MAX_BUF: usize = 16 << 10;
+/// How often each connection's watchdog looks at it.
+const WATCH_EVERY: Duration = Duration::from_millis(500);
+/// What a connection over the cap gets before it is closed.
+const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\n\
+Content-Type: text/plain\r\nContent-Length: 22\r\nConnection: close\r\n\r\ntoo many connections\r\n";
+
+/// Per-connection facts shared between the IO wrapper, the request handler
+/// and the watchdog.
+pub struct ConnState {
+    started: Instant,
+    /// Milliseconds after `started` when a byte last moved.
+    last_io_ms: AtomicU64,
+    /// A streaming response (SSE) is in flight.
+    pub streaming: AtomicBool,
+    /// The client's address.
+    pub peer: SocketAddr,
+}
+
+impl ConnState {
+    fn touch(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.last_io_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let now = self.started.elapsed().as_millis() as u64;
+        // saturating: `touch` may run on another thread between the reads.
+        Duration::from_millis(now.saturating_sub(self.last_io_ms.load(Ordering::Relaxed)))
+    }
+}
+
+/// Accepts until shutdown; each connection is served on its own task.
+pub async fn accept_loop(listener: TcpListener, ctx: Arc<WebContext>, mut shutdown: Shutdown) {
+    let permits = Arc::new(Semaphore::new(ctx.config.max_connections));
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.requested() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off rather than spin on the error.
+                log::warn!("web: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            ctx.stats.refused.inc();
+            // Best effort and never waits: a full socket buffer just means
+            // the client sees the connection close.
+            let _ = stream.try_write(OVER_CAPACITY);
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let ctx = ctx.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            ctx.stats.open.fetch_add(1, Ordering::Relaxed);
+            ctx.stats.accepted.inc();
+            serve_connection(stream, peer, &ctx, stop).await;
+            ctx.stats.open.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: &Arc<WebContext>,
+    mut shutdown: Shutdown,
+) {
+    let fd = stream.as_raw_fd();
+    let state = Arc::new(ConnState {
+        started: Instant::now(),
+        last_io_ms: AtomicU64::new(0),
+        streaming: AtomicBool::new(false),
+        peer,
+    });
+    let io = TokioIo::new(Tracked {
+        inner: stream,
+        state: state.clone(),
+    });
+    let service_ctx = ctx.clone();
+    let service_state = state.clone();
+    let service = hyper::service::service_fn(move |req| {
+        routes::handle(service_ctx.clone(), service_state.clone(), req)
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(ctx.config.header_timeout)
+        .max_buf_size(MAX_BUF)
+        .serve_connection(io, service);
+    tokio::pin!(conn);
+    let mut watch = tokio::time::interval(WATCH_EVERY);
+    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    log::debug!("web: {peer}: {e}");
+                }
+                return;
+            }
+            _ = watch.tick() => {
+                let streaming = state.streaming.load(Ordering::Relaxed);
+                if streaming && peer_hung_up(fd) {
+                    ctx.stats.peer_gone.inc();
+                    return;
+                }
+                if !streaming && state.idle_for() >= ctx.config.idle_timeout {
+                    ctx.stats.idle_closed.inc();
+                    return;
+                }
+            }
+            _ = shutdown.requested() => {
+                conn.as_mut().graceful_shutdown();
+                // Streams never finish on their own; give plain requests a
+                // moment, then drop whatever is left.
+                let _ = tokio::time::timeout(Duration::from_secs(1), conn.as_mut()).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Whether the kernel says the peer closed or reset the connection; never
+/// blocks (zero timeout).
+fn peer_hung_up(fd: RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout; the fd is owned by this
+    // connection's TcpStream, which outlives the call.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+}
+
+/// The TCP stream, noting when bytes move so the watchdog can tell idle
+/// connections from busy ones.
+struct Tracked {
+    inner: TcpStream,
+    state: Arc<ConnState>,
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.state.touch();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.state.touch();
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.state.touch();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
