@@ -6,6 +6,7 @@
 //! built `target/release/vigil` and fetched the model and sample clip.
 #![deny(missing_docs)]
 
+pub mod http;
 pub mod media;
 pub mod peers;
 pub mod process;

@@ -72,6 +72,8 @@ struct Log {
 pub struct Vigil {
     child: Child,
     log: Arc<(Mutex<Log>, Condvar)>,
+    /// Its data directory when the test did not choose one (removed at drop).
+    _data_dir: Option<crate::media::TempDir>,
 }
 
 impl Vigil {
@@ -80,11 +82,25 @@ impl Vigil {
         Vigil::start_with_env(args, &[])
     }
 
-    /// Starts with extra environment variables.
+    /// Starts with extra environment variables. A `run` without `--listen`
+    /// gets an ephemeral port (see [`Vigil::web_addr`]) and one without
+    /// `--data-dir` a fresh temporary directory, so tests never share a port
+    /// or an admin password with each other or with a `make run`.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Vigil {
         let mut cmd = Command::new(binary());
-        cmd.args(args)
-            .stdin(Stdio::null())
+        cmd.args(args);
+        let mut data_dir = None;
+        if args.first() == Some(&"run") {
+            if !args.contains(&"--listen") {
+                cmd.args(["--listen", "127.0.0.1:0"]);
+            }
+            if !args.contains(&"--data-dir") {
+                let d = crate::media::TempDir::new("data");
+                cmd.arg("--data-dir").arg(&d.0);
+                data_dir = Some(d);
+            }
+        }
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .env("VIGIL_LOG", "info");
@@ -112,7 +128,21 @@ impl Vigil {
             sink.0.lock().unwrap().closed = true;
             sink.1.notify_all();
         });
-        Vigil { child, log }
+        Vigil {
+            child,
+            log,
+            _data_dir: data_dir,
+        }
+    }
+
+    /// The web interface's address, from the start-up log line.
+    pub fn web_addr(&self) -> std::net::SocketAddr {
+        let line = self.wait_for_line(Duration::from_secs(60), |l| {
+            l.contains("web interface on http://")
+        });
+        let rest = line.split("http://").nth(1).expect("address");
+        let addr = rest.split('/').next().expect("address");
+        addr.parse().expect("socket address")
     }
 
     /// The process id.
