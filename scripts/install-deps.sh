@@ -8,8 +8,9 @@
 #   media     ffmpeg/ffprobe, unzip, curl, darknet's test images (dog.jpg, ...); fetch-sample.sh
 #   rtsp      GStreamer RTSP server stack for tests/support/rtsp_server.py
 #   promtool  Prometheus' promtool, extracted from the .deb (no daemon, no service)
+#   browser   Debian's chromium, headless, for the status page test (tests/support/browser.py)
 #   run       build + media + rtsp
-#   test      build + media + rtsp + promtool
+#   test      build + media + rtsp + promtool + browser
 #   all       everything (default)
 #
 # Environment:
@@ -44,11 +45,12 @@ die() { log "error: $*"; exit 1; }
 PKGS_build=(nasm)
 PKGS_media=(ffmpeg unzip curl)
 [ "$DARKNET_MODE" = apt ] && PKGS_media+=(darknet)
+PKGS_browser=(chromium)
 PKGS_rtsp=(python3-gi gir1.2-gst-rtsp-server-1.0
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools)
 
-want_build=0 want_media=0 want_rtsp=0 want_promtool=0
+want_build=0 want_media=0 want_rtsp=0 want_promtool=0 want_browser=0
 [ $# -eq 0 ] && set -- all
 for g in "$@"; do
   case $g in
@@ -56,10 +58,11 @@ for g in "$@"; do
     media)    want_media=1 ;;
     rtsp)     want_rtsp=1 ;;
     promtool) want_promtool=1 ;;
+    browser)  want_browser=1 ;;
     run)      want_build=1 want_media=1 want_rtsp=1 ;;
-    test|all) want_build=1 want_media=1 want_rtsp=1 want_promtool=1 ;;
+    test|all) want_build=1 want_media=1 want_rtsp=1 want_promtool=1 want_browser=1 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown group '$g' (build, media, rtsp, promtool, run, test, all)" ;;
+    *) die "unknown group '$g' (build, media, rtsp, promtool, browser, run, test, all)" ;;
   esac
 done
 
@@ -67,6 +70,7 @@ pkgs=()
 [ $want_build = 1 ] && pkgs+=("${PKGS_build[@]}")
 [ $want_media = 1 ] && pkgs+=("${PKGS_media[@]}")
 [ $want_rtsp = 1 ] && pkgs+=("${PKGS_rtsp[@]}")
+[ $want_browser = 1 ] && pkgs+=("${PKGS_browser[@]}")
 
 # The stamp records exactly what this run was asked for (packages, promtool,
 # darknet mode), so a different group or mode never reuses it.

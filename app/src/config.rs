@@ -837,6 +837,39 @@ mod tests {
     }
 
     #[test]
+    fn web_limits_have_defaults_and_located_errors() {
+        let c = Config::parse("[[camera]]\nurl = \"a.h264\"\n", "t").unwrap();
+        assert_eq!(c.web, WebConfig::default());
+        let c = Config::parse(
+            "[web]\nmax_connections = 16\nheartbeat = \"2s\"\nmax_body = \"8KiB\"\npublic_status = false\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.web.max_connections,
+                c.web.heartbeat,
+                c.web.max_body,
+                c.web.public_status
+            ),
+            (16, Duration::from_secs(2), 8192, false)
+        );
+        let e = err("[web]\nheartbeat = \"0s\"\nmax_body = \"1GiB\"\n");
+        let keys: Vec<(&str, Option<usize>)> =
+            e.0.iter().map(|e| (e.key.as_str(), e.line)).collect();
+        assert!(keys.contains(&("web.heartbeat", Some(2))), "{e}");
+        assert!(keys.contains(&("web.max_body", Some(3))), "{e}");
+        let e = err("[web]\n\nmax_connections = 1\n");
+        assert_eq!(
+            (e.0[0].key.as_str(), e.0[0].line),
+            ("web.max_connections", Some(3)),
+            "{e}"
+        );
+        let e = err("[web]\nmax_conections = 10\n");
+        assert!(e.to_string().contains("max_conections"), "{e}");
+    }
+
+    #[test]
     fn syntax_errors_have_lines() {
         let e = err("[[camera]]\nurl = = 3\n");
         assert_eq!(e.0[0].line, Some(2), "{e}");
@@ -861,6 +894,9 @@ mod tests {
         let valid = "memory_limit = \"512MiB\"\ndata_dir = \"/data\"\nlisten = \"0.0.0.0:8080\"\n\
             [detector]\nkind = \"ssd-mobilenet-v2\"\nworkers = 2\n[runtime]\nio_threads = 2\n\
             [events]\nring_capacity = 100\ntrack_timeout = \"3s\"\n\
+            [web]\nmax_connections = 32\nmax_sse_clients = 4\nsse_queue = 16\nheartbeat = \"3s\"\n\
+            header_timeout = \"5s\"\nbody_timeout = \"5s\"\nidle_timeout = \"30s\"\nmax_body = \"16KiB\"\n\
+            public_status = true\n\
             [[camera]]\nname = \"door\"\nurl = \"rtsp://10.0.0.2/s\"\ncodec = \"h264\"\ndetect_fps = 2.5\n\
             classes = [\"person\", \"car\"]\nmin_score = 0.4\nusername = \"u\"\npassword = \"p\"\n\
             max_resolution = \"1280x720\"\nframe_pool = 3\npacket_pool = 6\npacket_size = \"512KiB\"\n\

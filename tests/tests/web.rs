@@ -250,6 +250,47 @@ fn bad_requests_get_4xx_and_the_server_keeps_serving() {
             "still serving after {name}"
         );
     }
+    // Mutated requests, sent whole and half-closed: every one gets an
+    // answer or a close, and the server keeps serving.
+    let seeds: [&[u8]; 4] = [
+        b"GET /api/events?after=1&limit=5 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{\"password\":\"abcdefg\"}",
+        b"GET /events HTTP/1.1\r\nHost: x\r\nCookie: vigil_session=00ff\r\n\r\n",
+        b"POST /api/password HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n5\r\n{\"a\":\r\n0\r\n\r\n",
+    ];
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut answered = [0usize; 6];
+    for i in 0..400 {
+        let mut req = seeds[i % seeds.len()].to_vec();
+        for _ in 0..1 + next() % 4 {
+            let at = (next() % req.len() as u64) as usize;
+            match next() % 3 {
+                0 => req[at] = next() as u8,
+                1 => req.insert(at, b"\r\n:%\0 /?&="[(next() % 10) as usize]),
+                _ => {
+                    req.remove(at);
+                }
+            }
+        }
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(&req);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        let status = http::parse(&buf).status;
+        answered[(status / 100) as usize] += 1;
+    }
+    eprintln!("mutated requests by status class (none,1xx..5xx): {answered:?}");
+    assert_eq!(answered[5], 0, "a mutated request caused a 5xx");
+    assert_eq!(get(addr, "/api/status").status, 200);
+
     // Slowloris: headers one byte at a time are cut off at header_timeout.
     let mut slow = TcpStream::connect(addr).unwrap();
     slow.set_read_timeout(Some(Duration::from_millis(300)))

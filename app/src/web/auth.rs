@@ -217,7 +217,6 @@ impl Auth {
         password: &str,
         now: Instant,
     ) -> Result<SessionInfo, AuthError> {
-        check_policy(password)?;
         let _write = lock(&self.write_lock);
         {
             let st = self.state();
@@ -226,9 +225,12 @@ impl Auth {
             }
             st.limiter.check(peer, now).map_err(rate_limited)?;
         }
+        check_policy(password)?;
+        // Everything that can fail comes before the file is written, so a
+        // written file always means a set password.
+        let (token, csrf) = new_tokens()?;
         let stored = Stored::derive(password, self.config.iterations)?;
         self.write_file(&stored)?;
-        let (token, csrf) = new_tokens()?;
         let mut st = self.state();
         st.stored = Some(stored);
         st.generation += 1;
@@ -248,23 +250,43 @@ impl Auth {
         password: &str,
         now: Instant,
     ) -> Result<SessionInfo, AuthError> {
-        let (stored, generation, ticket) = {
-            let mut st = self.state();
-            let stored = st.stored.ok_or(AuthError::NotSet)?;
-            let ticket = st.limiter.begin(peer, now).map_err(rate_limited)?;
-            (stored, st.generation, ticket)
-        };
-        if !stored.verify(password) {
+        let attempt = self.begin_login(peer, now)?;
+        let matched = attempt.stored.verify(password);
+        self.finish_login(peer, attempt, matched, now)
+    }
+
+    /// Login's first half, under the lock: checks and charges the limiter and
+    /// snapshots the hash to verify against.
+    fn begin_login(&self, peer: IpAddr, now: Instant) -> Result<LoginAttempt, AuthError> {
+        let mut st = self.state();
+        let stored = st.stored.ok_or(AuthError::NotSet)?;
+        let ticket = st.limiter.begin(peer, now).map_err(rate_limited)?;
+        Ok(LoginAttempt {
+            stored,
+            generation: st.generation,
+            ticket,
+        })
+    }
+
+    /// Login's second half, after hashing without the lock.
+    fn finish_login(
+        &self,
+        peer: IpAddr,
+        attempt: LoginAttempt,
+        matched: bool,
+        now: Instant,
+    ) -> Result<SessionInfo, AuthError> {
+        if !matched {
             return Err(AuthError::WrongPassword);
         }
         let (token, csrf) = new_tokens()?;
         let mut st = self.state();
         // A password change that landed while we hashed makes this password
         // stale; a session opened now would survive the change.
-        if st.generation != generation {
+        if st.generation != attempt.generation {
             return Err(AuthError::WrongPassword);
         }
-        st.limiter.succeed(peer, ticket);
+        st.limiter.succeed(peer, attempt.ticket);
         Ok(st.sessions.insert(token, csrf, now, &self.config))
     }
 
@@ -528,7 +550,7 @@ fn hex_decode<const N: usize>(text: &str) -> Option<[u8; N]> {
     }
     let mut out = [0u8; N];
     for (b, pair) in out.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
-        *b = nibble(pair[0])? << 4 | nibble(pair[1])?;
+        *b = (nibble(pair[0])? << 4) | nibble(pair[1])?;
     }
     Some(out)
 }
@@ -578,7 +600,7 @@ impl Stored {
             .strip_suffix('\n')
             .ok_or("does not end with a newline")?;
         if line.contains(['\n', '\r']) {
-            return Err("has more than one line".into());
+            return Err("is not a single line".into());
         }
         let fields: Vec<&str> = line.split('$').collect();
         let [scheme, iterations, salt, hash] = fields[..] else {
@@ -629,6 +651,14 @@ fn read_stored(path: &Path) -> Result<Option<Stored>, AuthError> {
     }
     let text = std::str::from_utf8(&bytes).map_err(|_| err("is not UTF-8 text".into()))?;
     Stored::parse(text).map(Some).map_err(err)
+}
+
+/// A login between its two locked halves.
+#[derive(Debug)]
+struct LoginAttempt {
+    stored: Stored,
+    generation: u64,
+    ticket: Ticket,
 }
 
 /// Everything behind the state mutex; all of it fixed-size.
@@ -1006,6 +1036,10 @@ mod tests {
             auth.setup(ip(1), "another one", t),
             Err(AuthError::AlreadySet)
         ));
+        assert!(matches!(
+            auth.setup(ip(1), "short", t),
+            Err(AuthError::AlreadySet)
+        ));
         assert!(auth.login(ip(1), PW, t).is_ok());
     }
 
@@ -1115,9 +1149,9 @@ mod tests {
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (Vec::new(), "newline"),
             (good.trim_end().into(), "newline"),
-            (format!("{good}\n").into(), "more than one line"),
-            (format!("{good}{good}").into(), "more than one line"),
-            (good.replace('\n', "\r\n").into(), "more than one line"),
+            (format!("{good}\n").into(), "single line"),
+            (format!("{good}{good}").into(), "single line"),
+            (good.replace('\n', "\r\n").into(), "single line"),
             (
                 format!("pbkdf2-sha256$1000${salt}\n").into(),
                 "3 '$'-separated fields",
@@ -1638,6 +1672,65 @@ mod tests {
         assert_eq!(c.iterations, DEFAULT_ITERATIONS);
         assert_eq!(c.session_idle, Duration::from_secs(1800));
         assert_eq!(c.session_lifetime, Duration::from_secs(43_200));
+    }
+
+    #[test]
+    fn login_racing_a_password_change_opens_no_session() {
+        let t = Instant::now();
+        let (_d, auth, mine) = with_password(t);
+        // A login that verified the old password while the change landed.
+        let attempt = auth.begin_login(ip(2), t).expect("begin");
+        auth.change_password(ip(1), &mine.token, PW, "new password", t)
+            .expect("change");
+        let matched = attempt.stored.verify(PW);
+        assert!(matched);
+        let r = auth.finish_login(ip(2), attempt, matched, t);
+        assert!(matches!(r, Err(AuthError::WrongPassword)));
+        assert_eq!(auth.active_sessions(t), 1);
+    }
+
+    #[test]
+    fn session_checks_do_not_wait_for_a_hash() {
+        use std::sync::atomic::AtomicBool;
+        let t = Instant::now();
+        let (_d, auth, s) = with_password(t);
+        // Make verification slow: a few hundred ms in either profile.
+        let iterations = if cfg!(debug_assertions) {
+            100_000
+        } else {
+            5_000_000
+        };
+        auth.state().stored.as_mut().expect("set").iterations = iterations;
+        let started = AtomicBool::new(false);
+        let done = AtomicBool::new(false);
+        let (hash_time, worst, checks) = std::thread::scope(|scope| {
+            let worker = scope.spawn(|| {
+                started.store(true, Ordering::SeqCst);
+                let begin = Instant::now();
+                let r = auth.login(ip(2), "not the password", t);
+                let took = begin.elapsed();
+                done.store(true, Ordering::SeqCst);
+                assert!(matches!(r, Err(AuthError::WrongPassword)));
+                took
+            });
+            while !started.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+            let (mut worst, mut checks) = (Duration::ZERO, 0u32);
+            while !done.load(Ordering::SeqCst) {
+                let begin = Instant::now();
+                assert!(auth.session(&s.token, t).is_some());
+                worst = worst.max(begin.elapsed());
+                checks += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            (worker.join().expect("join"), worst, checks)
+        });
+        assert!(checks > 1, "no session check ran during the hash");
+        assert!(
+            worst < hash_time / 4,
+            "a session check waited {worst:?} during a {hash_time:?} hash"
+        );
     }
 
     /// One hash at the production count; run with
