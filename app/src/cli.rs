@@ -261,6 +261,8 @@ fn run(a: RunArgs) -> i32 {
         .registry
         .memory_limit_bytes
         .set(config.memory_limit as f64);
+    // One reading now, so the first status the web serves is not all zeros.
+    pipeline.sample(&mut pipeline.monitor_state());
     if let Err(e) = start_web(&config, &pipeline, listener) {
         log::error!("{e}");
         pipeline.stop();

@@ -44,6 +44,8 @@ pub struct WebStats {
     pub accepted: Counter,
     /// Connections closed at once because the cap was reached.
     pub refused: Counter,
+    /// Unproductive connections closed to admit a new one at the cap.
+    pub evicted: Counter,
     /// Connections closed because nothing moved for `idle_timeout`.
     pub idle_closed: Counter,
     /// Streaming connections closed because the peer hung up.

@@ -358,8 +358,14 @@ pub fn render(ctx: &WebContext) -> String {
     counter(
         w,
         "vigil_http_connections_refused_total",
-        "HTTP connections closed at once because the cap was reached.",
+        "HTTP connections refused at the cap because every connection was busy.",
         s.refused.get() as f64,
+    );
+    counter(
+        w,
+        "vigil_http_connections_evicted_total",
+        "Connections without a request in flight closed to admit a new one at the cap.",
+        s.evicted.get() as f64,
     );
     counter(
         w,

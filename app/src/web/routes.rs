@@ -16,7 +16,7 @@
 use super::api;
 use super::auth::{self, AuthError, SessionInfo};
 use super::prom;
-use super::server::ConnState;
+use super::server::{ConnState, InFlight};
 use super::sse::SseStream;
 use super::WebContext;
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
@@ -82,16 +82,47 @@ fn rejected((status, message): Reject) -> Resp {
     error(status, &message)
 }
 
+/// A response body that keeps its request counted as in flight until hyper
+/// drops it (written, or abandoned with the connection).
+pub struct TrackedBody {
+    body: ResponseBody,
+    _in_flight: InFlight,
+}
+
+impl Body for TrackedBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// Answers one request; never fails (errors are responses).
 pub async fn handle(
     ctx: Arc<WebContext>,
     conn: Arc<ConnState>,
     req: Request<Incoming>,
-) -> Result<Resp, Infallible> {
+) -> Result<Response<TrackedBody>, Infallible> {
+    let in_flight = conn.begin_request();
     let resp = route(&ctx, &conn, req).await;
     let class = (resp.status().as_u16() / 100).clamp(2, 5) as usize - 2;
     ctx.stats.responses[class].inc();
-    Ok(resp)
+    Ok(resp.map(|body| TrackedBody {
+        body,
+        _in_flight: in_flight,
+    }))
 }
 
 async fn route(ctx: &Arc<WebContext>, conn: &Arc<ConnState>, req: Request<Incoming>) -> Resp {

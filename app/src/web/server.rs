@@ -4,9 +4,20 @@
 //! Every connection is one task on the existing tokio runtime, never a
 //! thread, so fast, idle and one-byte-a-second clients all leave the thread
 //! count where it was (decision 0002 has the tiny-http figures that made us
-//! drop it). A semaphore of `max_connections` permits is taken at accept;
-//! connection N+1 gets a canned 503 written without waiting and is closed at
-//! once. Each connection is then bounded in time three ways:
+//! drop it). A semaphore of `max_connections` permits is taken at accept.
+//!
+//! At the cap, refusing the newcomer would let a few dozen slow or idle
+//! clients lock everyone else out (decision 0002 measured it: 1 normal
+//! request in 60 served under a reconnecting slowloris). So connection N+1
+//! is admitted by closing, at once, the connection that has been
+//! *unproductive* longest: no request in flight (idle keep-alive, or headers
+//! still trickling in). A newcomer is the youngest, so it is the last to go:
+//! to shut a normal client out, an attacker would have to fill every slot in
+//! the milliseconds between its connect and its request. Busy connections
+//! and event streams are never evicted; only when every connection is busy
+//! is N+1 refused (a canned 503 written without waiting, then closed). The
+//! number open never exceeds the cap. Each connection is then bounded in time
+//! three ways:
 //!
 //! - hyper's header read timeout ends a request whose headers trickle in
 //!   (slowloris);
@@ -29,29 +40,38 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 /// hyper's read buffer limit per connection (its minimum is 8 KiB); a
 /// request head larger than this is refused with 431.
 pub const MAX_BUF: usize = 16 << 10;
 /// How often each connection's watchdog looks at it.
 const WATCH_EVERY: Duration = Duration::from_millis(500);
+/// How long a newcomer waits for an evicted connection's slot.
+const EVICT_WAIT: Duration = Duration::from_millis(200);
 /// What a connection over the cap gets before it is closed.
 const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\n\
 Content-Type: text/plain\r\nContent-Length: 22\r\nConnection: close\r\n\r\ntoo many connections\r\n";
 
-/// Per-connection facts shared between the IO wrapper, the request handler
-/// and the watchdog.
+/// Per-connection facts shared between the IO wrapper, the request handler,
+/// the watchdog and the accept loop.
 pub struct ConnState {
-    started: Instant,
-    /// Milliseconds after `started` when a byte last moved.
+    /// The server's clock origin (shared by all connections).
+    epoch: Instant,
+    /// Milliseconds after `epoch` when a byte last moved.
     last_io_ms: AtomicU64,
+    /// Requests being answered (their response bodies not yet dropped).
+    in_flight: AtomicUsize,
+    /// Milliseconds after `epoch` since when nothing has been in flight.
+    unproductive_since_ms: AtomicU64,
+    /// Set by the accept loop to take this connection's slot.
+    evict: Notify,
     /// A streaming response (SSE) is in flight.
     pub streaming: AtomicBool,
     /// The client's address.
@@ -59,21 +79,110 @@ pub struct ConnState {
 }
 
 impl ConnState {
+    fn new(epoch: Instant, peer: SocketAddr) -> ConnState {
+        let now = epoch.elapsed().as_millis() as u64;
+        ConnState {
+            epoch,
+            last_io_ms: AtomicU64::new(now),
+            in_flight: AtomicUsize::new(0),
+            unproductive_since_ms: AtomicU64::new(now),
+            evict: Notify::new(),
+            streaming: AtomicBool::new(false),
+            peer,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
     fn touch(&self) {
-        let ms = self.started.elapsed().as_millis() as u64;
-        self.last_io_ms.store(ms, Ordering::Relaxed);
+        self.last_io_ms.store(self.now_ms(), Ordering::Relaxed);
     }
 
     fn idle_for(&self) -> Duration {
-        let now = self.started.elapsed().as_millis() as u64;
         // saturating: `touch` may run on another thread between the reads.
-        Duration::from_millis(now.saturating_sub(self.last_io_ms.load(Ordering::Relaxed)))
+        Duration::from_millis(
+            self.now_ms()
+                .saturating_sub(self.last_io_ms.load(Ordering::Relaxed)),
+        )
+    }
+
+    /// Marks a request as being answered until the guard is dropped (with
+    /// the response body, once it has been written or abandoned).
+    pub fn begin_request(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    /// How long it has had nothing in flight, or `None` while busy.
+    fn unproductive_for(&self) -> Option<Duration> {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let since = self.unproductive_since_ms.load(Ordering::Relaxed);
+        Some(Duration::from_millis(self.now_ms().saturating_sub(since)))
+    }
+}
+
+/// A request in flight on a connection; see [`ConnState::begin_request`].
+pub struct InFlight(Arc<ConnState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let c = &self.0;
+        c.unproductive_since_ms.store(c.now_ms(), Ordering::Relaxed);
+        c.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The open connections, one slot per permit, for choosing whom to evict.
+struct Table {
+    slots: Mutex<Vec<Option<Arc<ConnState>>>>,
+}
+
+impl Table {
+    fn new(capacity: usize) -> Table {
+        Table {
+            slots: Mutex::new(vec![None; capacity]),
+        }
+    }
+
+    fn insert(&self, conn: &Arc<ConnState>) -> Option<usize> {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let i = slots.iter().position(Option::is_none)?;
+        slots[i] = Some(conn.clone());
+        Some(i)
+    }
+
+    fn remove(&self, i: usize) {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)[i] = None;
+    }
+
+    /// Signals the connection unproductive longest to close; false when
+    /// every connection is busy.
+    fn evict_one(&self) -> bool {
+        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let victim = slots
+            .iter()
+            .flatten()
+            .filter_map(|c| c.unproductive_for().map(|d| (d, c)))
+            .max_by_key(|(d, _)| *d);
+        match victim {
+            Some((_, c)) => {
+                c.evict.notify_one();
+                true
+            }
+            None => false,
+        }
     }
 }
 
 /// Accepts until shutdown; each connection is served on its own task.
 pub async fn accept_loop(listener: TcpListener, ctx: Arc<WebContext>, mut shutdown: Shutdown) {
     let permits = Arc::new(Semaphore::new(ctx.config.max_connections));
+    let table = Arc::new(Table::new(ctx.config.max_connections));
+    let epoch = Instant::now();
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -88,7 +197,18 @@ pub async fn accept_loop(listener: TcpListener, ctx: Arc<WebContext>, mut shutdo
                 continue;
             }
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) if table.evict_one() => {
+                ctx.stats.evicted.inc();
+                tokio::time::timeout(EVICT_WAIT, permits.clone().acquire_owned())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            }
+            Err(_) => None,
+        };
+        let Some(permit) = permit else {
             ctx.stats.refused.inc();
             // Best effort and never waits: a full socket buffer just means
             // the client sees the connection close.
@@ -97,12 +217,19 @@ pub async fn accept_loop(listener: TcpListener, ctx: Arc<WebContext>, mut shutdo
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let state = Arc::new(ConnState::new(epoch, peer));
+        let Some(slot) = table.insert(&state) else {
+            // Unreachable while permits and slots are equal in number.
+            continue;
+        };
         let ctx = ctx.clone();
+        let table = table.clone();
         let stop = shutdown.clone();
         tokio::spawn(async move {
             ctx.stats.open.fetch_add(1, Ordering::Relaxed);
             ctx.stats.accepted.inc();
-            serve_connection(stream, peer, &ctx, stop).await;
+            serve_connection(stream, state, &ctx, stop).await;
+            table.remove(slot);
             ctx.stats.open.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
@@ -111,17 +238,12 @@ pub async fn accept_loop(listener: TcpListener, ctx: Arc<WebContext>, mut shutdo
 
 async fn serve_connection(
     stream: TcpStream,
-    peer: SocketAddr,
+    state: Arc<ConnState>,
     ctx: &Arc<WebContext>,
     mut shutdown: Shutdown,
 ) {
     let fd = stream.as_raw_fd();
-    let state = Arc::new(ConnState {
-        started: Instant::now(),
-        last_io_ms: AtomicU64::new(0),
-        streaming: AtomicBool::new(false),
-        peer,
-    });
+    let peer = state.peer;
     let io = TokioIo::new(Tracked {
         inner: stream,
         state: state.clone(),
@@ -147,6 +269,7 @@ async fn serve_connection(
                 }
                 return;
             }
+            _ = state.evict.notified() => return,
             _ = watch.tick() => {
                 let streaming = state.streaming.load(Ordering::Relaxed);
                 if streaming && peer_hung_up(fd) {
