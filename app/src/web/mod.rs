@@ -170,10 +170,22 @@ async fn publish(ctx: Arc<WebContext>, mut shutdown: Shutdown) {
     let mut states: Vec<(CameraState, String)> =
         vec![(CameraState::Stopped, String::new()); ctx.registry.cameras.len()];
     let mut last_status = Instant::now() - STATUS_EVERY;
+    let mut had_readers = false;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.requested() => return,
+        }
+        // The history keeps its own spacing (one point per 10 s).
+        let p = &ctx.registry.process;
+        ctx.history
+            .record(SystemTime::now(), p.rss_bytes.get(), p.cpu_percent.get());
+        // With nobody listening, build nothing: just keep up with the ring.
+        let readers = ctx.hub.active() > 0;
+        if !readers {
+            last_id = ctx.events.latest_id();
+            had_readers = false;
+            continue;
         }
         ctx.events.after(last_id, EVENTS_PER_TICK, &mut found);
         for e in &found {
@@ -189,17 +201,16 @@ async fn publish(ctx: Arc<WebContext>, mut shutdown: Shutdown) {
                     .publish(&sse_message("camera", &api::camera(&ctx, i, false)));
             }
         }
-        if last_status.elapsed() >= STATUS_EVERY {
+        // A first reader gets a fresh status at once, not a stale one.
+        if last_status.elapsed() >= STATUS_EVERY || !had_readers {
             last_status = Instant::now();
             let mut text = sse_text("status", &api::status(&ctx));
             for i in 0..ctx.registry.cameras.len() {
                 text.push_str(&sse_text("camera", &api::camera(&ctx, i, false)));
             }
             ctx.hub.set_latest(Bytes::from(text));
-            let p = &ctx.registry.process;
-            ctx.history
-                .record(SystemTime::now(), p.rss_bytes.get(), p.cpu_percent.get());
         }
+        had_readers = true;
     }
 }
 
