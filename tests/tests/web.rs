@@ -866,5 +866,29 @@ fn chromium_shows_a_detection_that_arrived_over_sse() {
         std::fs::metadata(&shot).unwrap().len() > 10_000,
         "screenshot"
     );
+    // The same page on a phone-sized window, kept for a look.
+    let phone = artefacts.join("status-page-phone.png");
+    let out = std::process::Command::new("/usr/bin/python3")
+        .arg(root().join("tests/support/browser.py"))
+        .args(["--url", &format!("http://{addr}/"), "--timeout", "30"])
+        .args(["--until", "document.querySelectorAll('.camera').length > 0"])
+        .args(["--window", "390x844", "--screenshot"])
+        .arg(&phone)
+        .args(["--eval", "document.documentElement.scrollWidth"])
+        .output()
+        .expect("run browser.py");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("browser.py JSON");
+    assert_eq!(report["ok"], true, "{report}");
+    assert!(
+        report["evals"][0].as_u64().unwrap() <= 390,
+        "the page scrolls sideways on a phone: {report}"
+    );
+    let opened = get(addr, "/metrics")
+        .text()
+        .lines()
+        .find_map(|l| l.strip_prefix("vigil_sse_streams_opened_total "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .expect("vigil_sse_streams_opened_total");
+    assert!(opened >= 1.0, "the page never opened /events");
     assert_eq!(v.stop(), 0);
 }
