@@ -280,6 +280,25 @@ mod tests {
     }
 
     #[test]
+    fn web_line_follows_the_web_limits() {
+        let web = |text: &str| {
+            Budget::compute(&config(text), 1 << 20)
+                .lines
+                .into_iter()
+                .find(|l| l.component == "web")
+                .expect("a web line")
+                .bytes
+        };
+        let base = web("[[camera]]\nurl = \"a.h264\"\n");
+        let per_connection =
+            2 * crate::web::server::MAX_BUF as u64 + WEB_CONNECTION_OVERHEAD_BYTES + (64 << 10);
+        let more = web("[web]\nmax_connections = 128\n[[camera]]\nurl = \"a.h264\"\n");
+        assert_eq!(more - base, 64 * per_connection);
+        let streams = web("[web]\nmax_sse_clients = 16\n[[camera]]\nurl = \"a.h264\"\n");
+        assert_eq!(streams - base, 8 * 65 * SSE_MESSAGE_BYTES);
+    }
+
+    #[test]
     fn human_units() {
         assert_eq!(human(512), "512 B");
         assert_eq!(human(3 << 20), "3.0 MiB");

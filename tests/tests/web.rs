@@ -483,6 +483,52 @@ fn slow_clients_do_not_move_the_thread_count() {
     assert_eq!(v.stop(), 0);
 }
 
+#[test]
+fn idle_keep_alive_clients_are_closed_without_moving_threads() {
+    let dir = TempDir::new("web-idle");
+    let (v, addr) = start(&dir, "idle_timeout = \"2s\"\nmax_connections = 128");
+    let baseline = threads(&v);
+    let mut conns: Vec<TcpStream> = (0..100)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap();
+            assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "keep-alive request");
+            s
+        })
+        .collect();
+    assert_eq!(threads(&v), baseline, "100 idle keep-alive connections");
+    let started = Instant::now();
+    let mut closed = 0;
+    for s in conns.iter_mut() {
+        let mut buf = [0u8; 64];
+        let gone = match s.read(&mut buf) {
+            Ok(0) => true,
+            Ok(_) => false,
+            // A read timeout means the server kept it open.
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        };
+        if gone {
+            closed += 1;
+        }
+    }
+    let waited = started.elapsed();
+    eprintln!("100 idle keep-alive connections closed: {closed}, after {waited:?}");
+    assert_eq!(closed, 100, "idle connections left open");
+    assert!(
+        waited < Duration::from_secs(5),
+        "closed only after {waited:?}"
+    );
+    assert_eq!(threads(&v), baseline);
+    assert_eq!(v.stop(), 0);
+}
+
 /// Opens `/events` and reads its first bytes (the stream's preamble), or
 /// returns the refusal status.
 fn open_stream(addr: SocketAddr) -> Result<TcpStream, u16> {

@@ -17,7 +17,7 @@
 //! and event streams are never evicted; only when every connection is busy
 //! is N+1 refused (a canned 503 written without waiting, then closed). The
 //! number open never exceeds the cap. Each connection is then bounded in time
-//! three ways:
+//! four ways:
 //!
 //! - hyper's header read timeout ends a request whose headers trickle in
 //!   (slowloris);
@@ -26,7 +26,10 @@
 //!   nothing);
 //! - while a response streams (SSE), the watchdog also asks the kernel
 //!   whether the peer has hung up (`POLLRDHUP`), so a vanished browser frees
-//!   its stream slot within a second instead of when a write finally fails.
+//!   its stream slot within a second instead of when a write finally fails;
+//! - data sent must be acknowledged within three heartbeats
+//!   (`TCP_USER_TIMEOUT`), so a peer that vanished without a FIN or RST
+//!   (cable pulled) is dropped too, as the heartbeats stay unacknowledged.
 //!
 //! Read buffers are capped (`MAX_BUF`), so a connection's memory is bounded
 //! too; `budget.rs` counts `max_connections` of them.
@@ -217,6 +220,7 @@ pub async fn accept_loop(listener: TcpListener, ctx: Arc<WebContext>, mut shutdo
             continue;
         };
         let _ = stream.set_nodelay(true);
+        set_user_timeout(&stream, ctx.config.heartbeat * 3);
         let state = Arc::new(ConnState::new(epoch, peer));
         let Some(slot) = table.insert(&state) else {
             // Unreachable while permits and slots are equal in number.
@@ -289,6 +293,24 @@ async fn serve_connection(
                 return;
             }
         }
+    }
+}
+
+/// Makes the kernel abort the connection when sent data stays unacknowledged
+/// for `timeout` (`TCP_USER_TIMEOUT`). A peer that vanished without a FIN or
+/// RST (cable pulled, phone out of range) then shows up as an error on the
+/// next heartbeat-driven check instead of after minutes of retransmissions.
+fn set_user_timeout(stream: &TcpStream, timeout: Duration) {
+    let ms = libc::c_uint::try_from(timeout.as_millis()).unwrap_or(libc::c_uint::MAX);
+    // SAFETY: setsockopt on a socket this stream owns, with a valid c_uint.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            (&ms as *const libc::c_uint).cast(),
+            std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
+        );
     }
 }
 
