@@ -213,6 +213,10 @@ fn run(a: RunArgs) -> i32 {
         log::error!("refusing to start: the memory budget exceeds memory_limit");
         return 1;
     }
+    if let Err(e) = choose_backend(&config) {
+        log::error!("{e}");
+        return 1;
+    }
     // The port and the data directory fail fast, before the slow model load.
     let listener = match std::net::TcpListener::bind(config.listen) {
         Ok(l) => l,
@@ -272,6 +276,47 @@ fn run(a: RunArgs) -> i32 {
     pipeline.stop();
     log::info!("stopped");
     code
+}
+
+/// Decides between the RK3588 backends and the software twins, and says
+/// which and why in the log.
+///
+/// The hardware pieces (MPP, RGA, RKNN through `hw`) are not yet joined into
+/// the pipeline, so today every run uses the software backends: `auto` says
+/// when the hardware is present but unused, and `hardware` refuses to start
+/// rather than silently running on the CPU.
+fn choose_backend(config: &Config) -> Result<(), String> {
+    use crate::hw::{self, BackendChoice};
+    if config.backend == BackendChoice::Software {
+        log::info!("backend software (backend = \"software\")");
+        return Ok(());
+    }
+    let mut missing = hw::missing_device_nodes(std::path::Path::new("/dev"));
+    missing.extend(hw::missing_libraries(config.hardware.lib_dir.as_deref()));
+    match (config.backend, missing.is_empty()) {
+        (BackendChoice::Hardware, false) => Err(format!(
+            "backend = \"hardware\" but the RK3588 hardware is not usable: {}",
+            missing.join("; ")
+        )),
+        (BackendChoice::Hardware, true) => Err(
+            "backend = \"hardware\": the hardware pipeline (MPP -> RGA -> RKNN) is not finished \
+             in this version; use backend = \"auto\" or \"software\""
+                .into(),
+        ),
+        (_, false) => {
+            log::info!(
+                "backend software (auto: no RK3588 hardware: {})",
+                missing.join("; ")
+            );
+            Ok(())
+        }
+        (_, true) => {
+            log::warn!(
+                "backend software (auto: RK3588 hardware found, but the hardware pipeline is not finished in this version)"
+            );
+            Ok(())
+        }
+    }
 }
 
 /// Serves the web interface on the pipeline's runtime.

@@ -39,6 +39,10 @@ pub struct Config {
     pub events: EventsConfig,
     /// The web interface's limits.
     pub web: WebConfig,
+    /// Hardware or software backends.
+    pub backend: crate::hw::BackendChoice,
+    /// Where and how the hardware backends run.
+    pub hardware: HardwareConfig,
     /// The cameras, in file order.
     pub cameras: Vec<CameraConfig>,
 }
@@ -117,6 +121,17 @@ impl Default for WebConfig {
             public_status: true,
         }
     }
+}
+
+/// The RK3588 backends' settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HardwareConfig {
+    /// Directory of librockchip_mpp.so, librga.so and librknnrt.so (default:
+    /// the dynamic loader's search path).
+    pub lib_dir: Option<PathBuf>,
+    /// MPP frame buffers per camera: reference pictures plus those the
+    /// pipeline holds (Rockchip's example uses 24).
+    pub decoder_buffers: usize,
 }
 
 /// One camera.
@@ -299,6 +314,9 @@ struct RawConfig {
     events: RawEvents,
     #[serde(default)]
     web: RawWeb,
+    backend: Option<Spanned<String>>,
+    #[serde(default)]
+    hardware: RawHardware,
     #[serde(default, rename = "camera")]
     cameras: Vec<RawCamera>,
 }
@@ -322,6 +340,13 @@ struct RawRuntime {
 struct RawEvents {
     ring_capacity: Option<Count<1, 1_000_000>>,
     track_timeout: Option<Seconds>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHardware {
+    lib_dir: Option<PathBuf>,
+    decoder_buffers: Option<Count<4, 64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -448,6 +473,22 @@ impl RawConfig {
                 DetectorKind::SsdMobilenetV2
             }
         };
+        let backend = match &self.backend {
+            None => crate::hw::BackendChoice::Auto,
+            Some(b) => match b.get_ref().as_str() {
+                "auto" => crate::hw::BackendChoice::Auto,
+                "hardware" => crate::hw::BackendChoice::Hardware,
+                "software" => crate::hw::BackendChoice::Software,
+                other => {
+                    report(
+                        "backend".into(),
+                        b.span(),
+                        format!("unknown backend `{other}`; use auto, hardware or software"),
+                    );
+                    crate::hw::BackendChoice::Auto
+                }
+            },
+        };
         let mut cameras: Vec<CameraConfig> = Vec::with_capacity(self.cameras.len());
         for (i, raw) in self.cameras.into_iter().enumerate() {
             let (camera, name_span) = raw.validate(i, report);
@@ -486,6 +527,11 @@ impl RawConfig {
                     .map_or(Duration::from_secs(5), |s| s.0),
             },
             web: self.web.validate(report),
+            backend,
+            hardware: HardwareConfig {
+                lib_dir: self.hardware.lib_dir,
+                decoder_buffers: self.hardware.decoder_buffers.map_or(24, |c| c.0),
+            },
             cameras,
         }
     }
@@ -867,6 +913,28 @@ mod tests {
         );
         let e = err("[web]\nmax_conections = 10\n");
         assert!(e.to_string().contains("max_conections"), "{e}");
+    }
+
+    #[test]
+    fn backend_and_hardware_settings() {
+        let c = Config::parse("[[camera]]\nurl = \"a.h264\"\n", "t").unwrap();
+        assert_eq!(c.backend, crate::hw::BackendChoice::Auto);
+        assert_eq!(c.hardware.decoder_buffers, 24);
+        let c = Config::parse(
+            "backend = \"software\"\n[hardware]\nlib_dir = \"/opt/rk\"\ndecoder_buffers = 8\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.backend, crate::hw::BackendChoice::Software);
+        assert_eq!(c.hardware.lib_dir.as_deref(), Some(Path::new("/opt/rk")));
+        let e = err("\nbackend = \"npu\"\n");
+        assert_eq!(
+            (e.0[0].key.as_str(), e.0[0].line),
+            ("backend", Some(2)),
+            "{e}"
+        );
+        let e = err("[hardware]\ndecoder_buffers = 2\n");
+        assert_eq!(e.0[0].key, "hardware.decoder_buffers", "{e}");
     }
 
     #[test]

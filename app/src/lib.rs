@@ -25,6 +25,7 @@ pub mod decode;
 pub mod detect;
 pub mod events;
 pub mod frame;
+pub mod hw;
 pub mod image;
 pub mod logger;
 pub mod metrics;
