@@ -12,6 +12,9 @@
 pub mod loader;
 pub mod mpp;
 pub mod mpp_sys;
+pub mod rga;
+pub mod rknn;
+pub mod rknn_sys;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,244 @@
+//! RGA letterboxing into the NPU's input and RKNN inference read in place,
+//! against C doubles of librga.so and librknnrt.so (`tests/fakes/`) built
+//! here: the path an MPP picture takes on the board, with the same YOLO
+//! postprocessing as the CPU backend, and every import/release,
+//! create_mem/destroy_mem and init/destroy pair checked by the doubles.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
+use vigil::detect::yolo::{YoloPostprocess, Yolov5Head, Yolov8Head, YOLOV5_COCO_ANCHORS};
+use vigil::detect::Detections;
+use vigil::hw::loader::Lib;
+use vigil::hw::rga::{self, RgaBuffer, RgaLib};
+use vigil::hw::rknn::RknnModel;
+use vigil::hw::rknn_sys::RknnLib;
+
+fn fakes() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fake-npu");
+        std::fs::create_dir_all(&dir).unwrap();
+        let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+        for (src, lib) in [("fake_rga.c", "librga.so"), ("fake_rknn.c", "librknnrt.so")] {
+            let out = Command::new(&cc)
+                .args([
+                    "-std=c11", "-O1", "-g", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror",
+                ])
+                .arg("-o")
+                .arg(dir.join(lib))
+                .arg(
+                    Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("tests/fakes")
+                        .join(src),
+                )
+                .output()
+                .unwrap_or_else(|e| panic!("{cc}: {e}"));
+            assert!(
+                out.status.success(),
+                "building {src} failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        dir
+    })
+}
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The doubles' test entry points.
+struct Doubles {
+    rga: Lib,
+    rknn: Lib,
+}
+
+impl Doubles {
+    fn open() -> Doubles {
+        let d = Doubles {
+            rga: Lib::open(Some(fakes()), "librga.so").unwrap(),
+            rknn: Lib::open(Some(fakes()), "librknnrt.so").unwrap(),
+        };
+        // SAFETY: `void fake_*_reset(void)`.
+        unsafe {
+            d.rga
+                .sym::<unsafe extern "C" fn()>("fake_rga_reset")
+                .unwrap()();
+            d.rknn
+                .sym::<unsafe extern "C" fn()>("fake_rknn_reset")
+                .unwrap()();
+        }
+        d
+    }
+
+    fn report(lib: &Lib, symbol: &'static str) -> serde_json::Value {
+        // SAFETY: `size_t fake_*_report(char*, size_t)` writes at most cap bytes.
+        let text = unsafe {
+            let f: unsafe extern "C" fn(*mut u8, usize) -> usize = lib.sym(symbol).unwrap();
+            let mut buf = vec![0u8; 1 << 16];
+            let n = f(buf.as_mut_ptr(), buf.len());
+            buf.truncate(n.min(buf.len() - 1));
+            String::from_utf8(buf).unwrap()
+        };
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("report ({e}): {text}"))
+    }
+
+    fn rga(&self) -> serde_json::Value {
+        Self::report(&self.rga, "fake_rga_report")
+    }
+
+    fn rknn(&self) -> serde_json::Value {
+        Self::report(&self.rknn, "fake_rknn_report")
+    }
+}
+
+fn assert_clean(r: &serde_json::Value) {
+    assert_eq!(r["violations"].as_array().map(Vec::len), Some(0), "{r}");
+    for (k, v) in r["live"].as_object().unwrap() {
+        assert_eq!(v.as_u64(), Some(0), "live {k}: {r}");
+    }
+}
+
+/// A memfd holding an NV12 picture of flat grey `y` (a decoder's dma-buf).
+fn nv12_picture(width: usize, height: usize, y: u8) -> std::fs::File {
+    use std::io::Write;
+    // SAFETY: memfd_create with a static name; the fd is owned by the File.
+    let fd = unsafe { libc::memfd_create(c"nv12".as_ptr(), 0) };
+    assert!(fd >= 0);
+    // SAFETY: a fresh fd we own.
+    let mut f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let mut data = vec![y; width * height];
+    data.resize(width * height * 3 / 2, 128);
+    f.write_all(&data).unwrap();
+    f
+}
+
+fn model_file(kind: &str) -> Vec<u8> {
+    format!("FAKE-RKNN {kind}\n").into_bytes()
+}
+
+/// Letterboxes a 640x360 grey picture into the model input with RGA,
+/// runs the model `runs` times, and returns the detections of the last run.
+fn infer(kind: &str, runs: usize, doubles: &Doubles) -> Detections {
+    use std::os::fd::AsRawFd;
+    let rga = Arc::new(RgaLib::load(Some(fakes())).unwrap());
+    let rknn = Arc::new(RknnLib::load(Some(fakes())).unwrap());
+    let mut model = RknnModel::load(rknn, &model_file(kind), 1).expect("model");
+    let (w, h, c) = model.input_shape();
+    assert_eq!((w, h, c), (640, 640, 3));
+    let picture = nv12_picture(640, 360, 100);
+    let src = RgaBuffer::import(
+        rga.clone(),
+        picture.as_raw_fd(),
+        (640, 360),
+        (640, 360),
+        rga::FORMAT_NV12,
+    )
+    .expect("import the picture");
+    let mut dst = RgaBuffer::import(rga, model.input_fd(), (w, h), (w, h), rga::FORMAT_RGB_888)
+        .expect("import the NPU input");
+    let mut post = YoloPostprocess::new(w, h, 80, 0.45);
+    let mut out = Detections::new();
+    for _ in 0..runs {
+        dst.letterbox_from(&src, rga::letterbox_rect(640, 360, w, h))
+            .expect("letterbox");
+        model.run(false).expect("run");
+        let t = |i: usize| model.output(i).expect("output");
+        let grid = |dims: &[u32]| (dims[2] as usize, dims[3] as usize);
+        match kind {
+            "yolov5" => {
+                let heads: Vec<Yolov5Head<'_>> = (0..3)
+                    .map(|i| {
+                        let (tensor, dims) = t(i);
+                        let (grid_h, grid_w) = grid(dims);
+                        Yolov5Head {
+                            tensor,
+                            grid_h,
+                            grid_w,
+                            anchors: YOLOV5_COCO_ANCHORS[i],
+                        }
+                    })
+                    .collect();
+                post.yolov5(&heads, 0.5, &mut out).expect("decode");
+            }
+            _ => {
+                let heads: Vec<Yolov8Head<'_>> = (0..3)
+                    .map(|i| {
+                        let (boxes, dims) = t(3 * i);
+                        let (grid_h, grid_w) = grid(dims);
+                        Yolov8Head {
+                            boxes,
+                            scores: t(3 * i + 1).0,
+                            score_sum: Some(t(3 * i + 2).0),
+                            grid_h,
+                            grid_w,
+                        }
+                    })
+                    .collect();
+                post.yolov8(&heads, 0.5, &mut out).expect("decode");
+            }
+        }
+        // While running: one context, input + outputs bound, two imports.
+        let r = doubles.rknn();
+        assert_eq!(r["live"]["contexts"], 1, "{r}");
+        assert_eq!(r["live"]["outputs"], 0, "nothing from outputs_get: {r}");
+    }
+    let mean = doubles.rknn()["last_input_mean"].as_f64().unwrap();
+    // 280 border rows of 114 and 360 picture rows of grey 100 in limited
+    // range (98 in RGB): the RGA wrote the picture where the NPU reads.
+    let want = (280.0 * 114.0 + 360.0 * 98.0) / 640.0;
+    assert!((mean - want).abs() < 0.5, "input mean {mean}, want {want}");
+    assert_eq!(doubles.rga()["live"]["handles"], 2);
+    drop((src, dst, model));
+    out
+}
+
+#[test]
+fn yolov5_through_rga_and_rknn_in_place() {
+    let _turn = serial();
+    let doubles = Doubles::open();
+    let out = infer("yolov5", 200, &doubles);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let d = &out[0];
+    assert_eq!(d.class_id, 0);
+    assert!((d.score - 0.902).abs() < 0.01, "{d:?}");
+    let b = d.bbox;
+    for (got, want) in [(b.x0, 269.9), (b.y0, 219.9), (b.x1, 370.1), (b.y1, 420.1)] {
+        assert!((got * 640.0 - want).abs() < 1.0, "{b:?}");
+    }
+    assert_clean(&doubles.rga());
+    let r = doubles.rknn();
+    assert_clean(&r);
+    assert_eq!(r["calls"]["rknn_init"], 1);
+    assert_eq!(r["calls"]["rknn_run"], 200);
+    assert_eq!(r["calls"]["rknn_destroy"], 1);
+    assert_eq!(r["calls"]["rknn_outputs_get"], 0);
+}
+
+#[test]
+fn yolov8_through_rga_and_rknn_in_place() {
+    let _turn = serial();
+    let doubles = Doubles::open();
+    let out = infer("yolov8", 50, &doubles);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let b = out[0].bbox;
+    for (got, want) in [(b.x0, 270.0), (b.y0, 220.0), (b.x1, 370.0), (b.y1, 420.0)] {
+        assert!((got * 640.0 - want).abs() < 0.5, "{b:?}");
+    }
+    assert_clean(&doubles.rga());
+    assert_clean(&doubles.rknn());
+}
+
+#[test]
+fn a_bad_model_is_a_clear_error_and_leaks_nothing() {
+    let _turn = serial();
+    let doubles = Doubles::open();
+    let rknn = Arc::new(RknnLib::load(Some(fakes())).unwrap());
+    let e = RknnModel::load(rknn, b"not a model", 1)
+        .err()
+        .expect("refused");
+    assert_eq!(e.call, "rknn_init");
+    assert_clean(&doubles.rknn());
+}
