@@ -95,11 +95,11 @@ impl Drop for Inner {
         // packet, context, then the group (MPP does not free an external
         // group). NULL ones are what a failed `MppDecoder::new` left unmade.
         unsafe {
-            if !self.packet.is_null() {
-                (lib.packet_deinit)(&mut self.packet);
-            }
             if let Some(reset) = (*self.api).reset {
                 reset(self.ctx);
+            }
+            if !self.packet.is_null() {
+                (lib.packet_deinit)(&mut self.packet);
             }
             (lib.destroy)(self.ctx);
             if !self.group.is_null() {

@@ -40,7 +40,7 @@
  *
  * Handles are pointers into slabs owned by the fake; each starts with a
  * magic per kind (ctx, packet, frame, buffer, group, cfg). Released handles
- * are marked dead and kept in a quarantine of the last 2048 releases before
+ * are marked dead and kept in a quarantine of the last 1024 releases before
  * their memory is reused, so a stale handle (use after free, double free) or
  * a foreign pointer is recorded as a violation ("function: message") and the
  * call fails (-1 / 0 / NULL) instead of crashing. Memory of freed buffers is
@@ -259,7 +259,7 @@ struct obj {
 };
 
 #define SLAB_OBJS 256
-#define QUARANTINE 2048
+#define QUARANTINE 1024
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct obj **g_slabs;
