@@ -12,6 +12,10 @@
 #   run       build + media + rtsp
 #   test      build + media + rtsp + promtool + browser
 #   all       everything (default)
+#   cross     aarch64 cross build (`make cross`, `make test-cross`), not part of
+#             `all`: adds the arm64 dpkg architecture; Debian's rustc-web/cargo-web
+#             (/usr/bin/rustc, /usr/bin/cargo) with the arm64 std, the aarch64 gcc/g++
+#             and glibc, qemu-user-static
 #
 # Environment:
 #   VIGIL_CACHE_DIR  cache root (default ~/.cache/vigil); promtool goes to $VIGIL_CACHE_DIR/bin
@@ -46,11 +50,18 @@ PKGS_build=(nasm)
 PKGS_media=(ffmpeg unzip curl)
 [ "$DARKNET_MODE" = apt ] && PKGS_media+=(darknet)
 PKGS_browser=(chromium)
+# The rustup toolchain on PATH has no aarch64 std; Debian's rustc-web ships one
+# (libstd-rust-web-dev:arm64, same version as rustc-web). g++ is for openh264's
+# bundled C++ source; libc6:arm64 and libstdc++6:arm64 (dependencies anyway) are
+# what the binaries run on under qemu-aarch64-static; file describes the binary.
+PKGS_cross=(rustc-web cargo-web libstd-rust-web-dev:arm64
+  gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross
+  libc6:arm64 libstdc++6:arm64 qemu-user-static file)
 PKGS_rtsp=(python3-gi gir1.2-gst-rtsp-server-1.0
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools)
 
-want_build=0 want_media=0 want_rtsp=0 want_promtool=0 want_browser=0
+want_build=0 want_media=0 want_rtsp=0 want_promtool=0 want_browser=0 want_cross=0
 [ $# -eq 0 ] && set -- all
 for g in "$@"; do
   case $g in
@@ -59,10 +70,11 @@ for g in "$@"; do
     rtsp)     want_rtsp=1 ;;
     promtool) want_promtool=1 ;;
     browser)  want_browser=1 ;;
+    cross)    want_cross=1 ;;
     run)      want_build=1 want_media=1 want_rtsp=1 ;;
     test|all) want_build=1 want_media=1 want_rtsp=1 want_promtool=1 want_browser=1 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown group '$g' (build, media, rtsp, promtool, browser, run, test, all)" ;;
+    *) die "unknown group '$g' (build, media, rtsp, promtool, browser, run, test, all, cross)" ;;
   esac
 done
 
@@ -71,6 +83,7 @@ pkgs=()
 [ $want_media = 1 ] && pkgs+=("${PKGS_media[@]}")
 [ $want_rtsp = 1 ] && pkgs+=("${PKGS_rtsp[@]}")
 [ $want_browser = 1 ] && pkgs+=("${PKGS_browser[@]}")
+[ $want_cross = 1 ] && pkgs+=("${PKGS_cross[@]}")
 
 # The stamp records exactly what this run was asked for (packages, promtool,
 # darknet mode), so a different group or mode never reuses it.
@@ -103,16 +116,21 @@ trap 'rm -rf "$work"' EXIT
 # --- privileges -----------------------------------------------------------------
 # sudo only when something has to be installed: a non-root caller with
 # everything present needs neither root nor sudo.
+SUDO=() sudo_checked=0
+need_root() {
+  [ $sudo_checked = 1 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || die "not root and sudo is not installed"
+    SUDO=(sudo)
+  fi
+  sudo_checked=1
+}
 APT=()
 apt_cmd() {
   if [ ${#APT[@]} -eq 0 ]; then
-    local sudo=()
-    if [ "$(id -u)" -ne 0 ]; then
-      command -v sudo >/dev/null 2>&1 || die "not root and sudo is not installed"
-      sudo=(sudo)
-    fi
+    need_root
     # Wait for another apt/dpkg (e.g. a parallel job) instead of failing at once.
-    APT=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600)
+    APT=("${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600)
   fi
   # apt's chatter goes to a log, shown only when the command fails.
   if ! "${APT[@]}" "$@" >"$work/apt.log" 2>&1; then
@@ -139,6 +157,13 @@ for p in "${pkgs[@]}"; do
 done
 
 if [ ${#missing[@]} -gt 0 ]; then
+  # The cross group's :arm64 packages need the arm64 architecture (and its
+  # package lists, fetched by the update below).
+  if [ $want_cross = 1 ] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    need_root
+    log "dpkg --add-architecture arm64"
+    "${SUDO[@]}" dpkg --add-architecture arm64
+  fi
   apt_update
   log "apt-get install ${missing[*]}"
   apt_cmd install -y --no-install-recommends "${missing[@]}"
