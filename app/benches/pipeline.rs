@@ -130,7 +130,9 @@ fn main() {
             decoder
                 .decode(&packet, &mut |pic| {
                     pictures += 1;
-                    let _ = last.copy_from(&pic.image);
+                    if let vigil::decode::Picture::Borrowed(image) = &pic.image {
+                        let _ = last.copy_from(image);
+                    }
                 })
                 .expect("decode");
         }
@@ -192,7 +194,11 @@ fn main() {
         decoded as f64 / wall,
         cpu / decoded as f64 * 1e3
     );
-    let budget = Budget::compute(&config, std::fs::metadata(&model).map_or(0, |m| m.len()));
+    let budget = Budget::compute(
+        &config,
+        vigil::hw::Backend::Software,
+        std::fs::metadata(&model).map_or(0, |m| m.len()),
+    );
     let peak = ProcSample::read_self().map_or(0, |s| s.rss_peak_bytes);
     println!(
         "peak RSS   {} of budget {} ({:.0}%), limit {}",

@@ -14,6 +14,7 @@
 use crate::config::Config;
 use crate::events::Event;
 use crate::frame::FrameBuf;
+use crate::hw::Backend;
 use crate::metrics::Registry;
 use std::fmt;
 
@@ -40,6 +41,13 @@ pub const MODEL_LOAD_EXTRA_PERCENT: u64 = 100;
 /// Inference scratch per worker (activations of SSD-MobileNetV2 at 300x300
 /// plus the engine's input and output tensors).
 pub const ENGINE_SCRATCH_BYTES: u64 = 48 << 20;
+
+/// Per RKNN context: the runtime's internal buffers besides the model's
+/// weights and the bound input/output tensors. Not measured here (no
+/// RK3588): rknn-toolkit2 #284 reports about 40 MB left behind per destroyed
+/// context, which bounds what one context holds; to verify on a board
+/// (docs/hardware.md).
+pub const NPU_CONTEXT_BYTES: u64 = 40 << 20;
 
 /// Everything else: code, runtime, allocator slack, the metrics registry.
 pub const FIXED_OVERHEAD_BYTES: u64 = 24 << 20;
@@ -76,24 +84,38 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// Computes the budget of `config` with a model file of `model_bytes`.
-    pub fn compute(config: &Config, model_bytes: u64) -> Budget {
+    /// Computes the budget of `config` on `backend` with a model file of
+    /// `model_bytes`.
+    pub fn compute(config: &Config, backend: Backend, model_bytes: u64) -> Budget {
         let mut lines = Vec::new();
         let mut frames = 0u64;
         let mut packets = 0u64;
         let mut decoders = 0u64;
+        let hardware = backend == Backend::Hardware;
         for cam in &config.cameras {
             let picture = FrameBuf::bytes_for(cam.max_width, cam.max_height) as u64;
-            frames += cam.frame_pool as u64 * picture;
             packets += cam.packet_pool as u64 * cam.packet_size as u64;
-            decoders += SOFTWARE_DECODER_PICTURES * picture;
+            if hardware {
+                // The pipeline's frames are MPP's: counted in the group.
+                decoders += config.hardware.decoder_buffers as u64
+                    * mpp_frame_bytes(cam.max_width, cam.max_height);
+            } else {
+                frames += cam.frame_pool as u64 * picture;
+                decoders += SOFTWARE_DECODER_PICTURES * picture;
+            }
         }
         let n = config.cameras.len();
         lines.push(BudgetLine {
             component: "frame pools",
-            detail: per_camera(config, |c| {
-                format!("{} x {}x{} I420", c.frame_pool, c.max_width, c.max_height)
-            }),
+            detail: if hardware {
+                per_camera(config, |c| {
+                    format!("{} MPP frames held (in the decoder group)", c.frame_pool)
+                })
+            } else {
+                per_camera(config, |c| {
+                    format!("{} x {}x{} I420", c.frame_pool, c.max_width, c.max_height)
+                })
+            },
             bytes: frames,
         });
         lines.push(BudgetLine {
@@ -105,19 +127,45 @@ impl Budget {
         });
         lines.push(BudgetLine {
             component: "decoders",
-            detail: format!("{n} x {SOFTWARE_DECODER_PICTURES} reference pictures"),
+            detail: if hardware {
+                format!(
+                    "{n} x MPP group of {} NV12 frames (16-aligned)",
+                    config.hardware.decoder_buffers
+                )
+            } else {
+                format!("{n} x {SOFTWARE_DECODER_PICTURES} reference pictures")
+            },
             bytes: decoders,
         });
         let workers = config.detector.workers as u64;
-        lines.push(BudgetLine {
-            component: "tensors",
-            detail: format!(
-                "{workers} worker(s) x {} engine scratch and tensors",
-                human(ENGINE_SCRATCH_BYTES)
-            ),
-            bytes: workers * ENGINE_SCRATCH_BYTES,
-        });
-        lines.push(BudgetLine {
+        if config.detector.kind.needs_npu() {
+            lines.push(BudgetLine {
+                component: "tensors",
+                detail: format!(
+                    "{workers} NPU context(s) x {} runtime, tensors and RGA imports",
+                    human(NPU_CONTEXT_BYTES)
+                ),
+                bytes: workers * NPU_CONTEXT_BYTES,
+            });
+            lines.push(BudgetLine {
+                component: "model",
+                detail: format!(
+                    "{} x {workers} context(s) ({})",
+                    human(model_bytes),
+                    config.detector.model.display()
+                ),
+                bytes: model_bytes * (workers + 1),
+            });
+        } else {
+            lines.push(BudgetLine {
+                component: "tensors",
+                detail: format!(
+                    "{workers} worker(s) x {} engine scratch and tensors",
+                    human(ENGINE_SCRATCH_BYTES)
+                ),
+                bytes: workers * ENGINE_SCRATCH_BYTES,
+            });
+            lines.push(BudgetLine {
             component: "model",
             detail: format!(
                 "{} x ({workers} worker(s) x {MODEL_FILE_FACTOR_PERCENT}% + {MODEL_LOAD_EXTRA_PERCENT}% while loading) ({})",
@@ -125,7 +173,8 @@ impl Budget {
                 config.detector.model.display()
             ),
             bytes: model_bytes * (workers * MODEL_FILE_FACTOR_PERCENT + MODEL_LOAD_EXTRA_PERCENT) / 100,
-        });
+            });
+        }
         let queue_slots: usize = config
             .cameras
             .iter()
@@ -184,6 +233,16 @@ impl Budget {
     pub fn fits(&self) -> bool {
         self.total() <= self.limit
     }
+}
+
+/// Bytes of one MPP NV12 frame buffer for pictures up to `width` x
+/// `height`: MPP aligns both strides to 16.
+pub fn mpp_frame_bytes(width: u32, height: u32) -> u64 {
+    let (w, h) = (
+        u64::from(width.next_multiple_of(16)),
+        u64::from(height.next_multiple_of(16)),
+    );
+    w * h * 3 / 2
 }
 
 /// Threads the pipeline runs for `config`: the main (monitor) thread, the
@@ -263,18 +322,18 @@ mod tests {
     #[test]
     fn grows_with_capacities_and_detects_overrun() {
         let one = config("[[camera]]\nurl = \"a.h264\"\n");
-        let b1 = Budget::compute(&one, 70 << 20);
+        let b1 = Budget::compute(&one, Backend::Software, 70 << 20);
         let frame = FrameBuf::bytes_for(1920, 1080) as u64;
         assert_eq!(b1.lines[0].bytes, 4 * frame);
         assert_eq!(b1.lines[1].bytes, 8 << 20);
         let two =
             config("[[camera]]\nurl = \"a.h264\"\nframe_pool = 8\n[[camera]]\nurl = \"b.h264\"\n");
-        let b2 = Budget::compute(&two, 70 << 20);
+        let b2 = Budget::compute(&two, Backend::Software, 70 << 20);
         assert_eq!(b2.lines[0].bytes, 12 * frame);
         assert!(b2.total() > b1.total());
         assert!(b1.fits(), "{b1}");
         let tight = config("memory_limit = \"64MiB\"\n[[camera]]\nurl = \"a.h264\"\n");
-        let b = Budget::compute(&tight, 70 << 20);
+        let b = Budget::compute(&tight, Backend::Software, 70 << 20);
         assert!(!b.fits());
         assert!(b.to_string().contains("OVER THE LIMIT"), "{b}");
     }
@@ -282,7 +341,7 @@ mod tests {
     #[test]
     fn web_line_follows_the_web_limits() {
         let web = |text: &str| {
-            Budget::compute(&config(text), 1 << 20)
+            Budget::compute(&config(text), Backend::Software, 1 << 20)
                 .lines
                 .into_iter()
                 .find(|l| l.component == "web")
@@ -296,6 +355,21 @@ mod tests {
         assert_eq!(more - base, 64 * per_connection);
         let streams = web("[web]\nmax_sse_clients = 16\n[[camera]]\nurl = \"a.h264\"\n");
         assert_eq!(streams - base, 8 * 65 * SSE_MESSAGE_BYTES);
+    }
+
+    #[test]
+    fn hardware_counts_the_mpp_group_and_npu_contexts() {
+        let c = config(
+            "[detector]\nkind = \"yolov5\"\nworkers = 3\n[hardware]\ndecoder_buffers = 20\n\
+             [[camera]]\nurl = \"a.h264\"\n",
+        );
+        let b = Budget::compute(&c, Backend::Hardware, 8 << 20);
+        let line = |name: &str| b.lines.iter().find(|l| l.component == name).unwrap().bytes;
+        assert_eq!(line("frame pools"), 0, "{b}");
+        assert_eq!(line("decoders"), 20 * 1920 * 1088 * 3 / 2, "{b}");
+        assert_eq!(line("tensors"), 3 * NPU_CONTEXT_BYTES, "{b}");
+        assert_eq!(line("model"), 4 * (8 << 20), "{b}");
+        assert!(b.fits(), "{b}");
     }
 
     #[test]

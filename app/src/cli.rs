@@ -6,10 +6,16 @@
 //! configuration, 3 stopped for exceeding the memory limit.
 
 use crate::budget::Budget;
-use crate::config::{Config, ConfigErrors};
+use crate::config::{Config, ConfigErrors, DetectorKind};
 use crate::detect::{self, Detector};
-use crate::pipeline::{self, Pipeline};
+use crate::hw::mpp_sys::MppLib;
+use crate::hw::npu::NpuDetector;
+use crate::hw::rga::RgaLib;
+use crate::hw::rknn_sys::RknnLib;
+use crate::hw::{self, Backend, BackendChoice};
+use crate::pipeline::{self, Parts, Pipeline};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Exit code for usage and configuration errors.
@@ -159,8 +165,19 @@ fn check_config(path: &std::path::Path) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let budget = Budget::compute(&config, model);
-    println!("{}: {} camera(s)", path.display(), config.cameras.len());
+    // The budget of the backend this config would run on here; a config
+    // asking for the hardware is budgeted for it even off the board.
+    let backend = match (config.backend, hardware_missing(&config).is_empty()) {
+        (BackendChoice::Hardware, _) | (BackendChoice::Auto, true) => Backend::Hardware,
+        _ => Backend::Software,
+    };
+    let budget = Budget::compute(&config, backend, model);
+    println!(
+        "{}: {} camera(s), backend {}",
+        path.display(),
+        config.cameras.len(),
+        backend.as_str()
+    );
     println!("{budget}");
     if budget.fits() {
         0
@@ -205,16 +222,19 @@ fn run(a: RunArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let budget = Budget::compute(&config, model);
+    let backend = match choose_backend(&config) {
+        Ok(b) => b,
+        Err(e) => {
+            log::error!("{e}");
+            return 1;
+        }
+    };
+    let budget = Budget::compute(&config, backend, model);
     for line in budget.to_string().lines() {
         log::info!("{line}");
     }
     if !budget.fits() {
         log::error!("refusing to start: the memory budget exceeds memory_limit");
-        return 1;
-    }
-    if let Err(e) = choose_backend(&config) {
-        log::error!("{e}");
         return 1;
     }
     // The port and the data directory fail fast, before the slow model load.
@@ -232,25 +252,23 @@ fn run(a: RunArgs) -> i32 {
         );
         return 1;
     }
-    let mut detectors: Vec<Box<dyn Detector>> = Vec::with_capacity(config.detector.workers);
-    for _ in 0..config.detector.workers {
-        match detect::ssd::SsdMobilenetV2::load(&config.detector.model) {
-            Ok(d) => detectors.push(Box::new(d)),
-            Err(e) => {
-                log::error!("{e}");
-                return 1;
-            }
+    let parts = match make_parts(&config, backend, !a.unpaced) {
+        Ok(p) => p,
+        Err(e) => {
+            log::error!("{e}");
+            return 1;
         }
-    }
+    };
     release_load_garbage();
     log::info!(
-        "vigil {} starting: {} camera(s), backend software, {} inference worker(s), {} threads",
+        "vigil {} starting: {} camera(s), backend {}, {} inference worker(s), {} threads",
         env!("CARGO_PKG_VERSION"),
         config.cameras.len(),
+        backend.as_str(),
         config.detector.workers,
         crate::budget::thread_count(&config)
     );
-    let pipeline = match Pipeline::start(&config, pipeline::software_parts(detectors, !a.unpaced)) {
+    let pipeline = match Pipeline::start(&config, parts) {
         Ok(p) => p,
         Err(e) => {
             log::error!("{e}");
@@ -278,45 +296,113 @@ fn run(a: RunArgs) -> i32 {
     code
 }
 
+/// What the hardware backend lacks on this machine, as sentences (empty:
+/// nothing).
+fn hardware_missing(config: &Config) -> Vec<String> {
+    let mut missing = hw::missing_device_nodes(&config.hardware.dev_dir);
+    missing.extend(hw::missing_libraries(config.hardware.lib_dir.as_deref()));
+    missing
+}
+
 /// Decides between the RK3588 backends and the software twins, and says
-/// which and why in the log.
-///
-/// The hardware pieces (MPP, RGA, RKNN through `hw`) are not yet joined into
-/// the pipeline, so today every run uses the software backends: `auto` says
-/// when the hardware is present but unused, and `hardware` refuses to start
-/// rather than silently running on the CPU.
-fn choose_backend(config: &Config) -> Result<(), String> {
-    use crate::hw::{self, BackendChoice};
+/// which and why in the log. `hardware` refuses to start without the
+/// hardware rather than silently running on the CPU; a model that only runs
+/// on the NPU refuses to start without it whatever `backend` says.
+fn choose_backend(config: &Config) -> Result<Backend, String> {
+    let kind = config.detector.kind;
     if config.backend == BackendChoice::Software {
         log::info!("backend software (backend = \"software\")");
-        return Ok(());
+        return Ok(Backend::Software);
     }
-    let mut missing = hw::missing_device_nodes(std::path::Path::new("/dev"));
-    missing.extend(hw::missing_libraries(config.hardware.lib_dir.as_deref()));
-    match (config.backend, missing.is_empty()) {
-        (BackendChoice::Hardware, false) => Err(format!(
-            "backend = \"hardware\" but the RK3588 hardware is not usable: {}",
-            missing.join("; ")
-        )),
-        (BackendChoice::Hardware, true) => Err(
-            "backend = \"hardware\": the hardware pipeline (MPP -> RGA -> RKNN) is not finished \
-             in this version; use backend = \"auto\" or \"software\""
-                .into(),
-        ),
-        (_, false) => {
-            log::info!(
-                "backend software (auto: no RK3588 hardware: {})",
-                missing.join("; ")
-            );
-            Ok(())
+    let missing = hardware_missing(config);
+    if missing.is_empty() {
+        if let Some(cam) = config
+            .cameras
+            .iter()
+            .find(|c| c.frame_pool >= config.hardware.decoder_buffers)
+        {
+            return Err(format!(
+                "camera {}: frame_pool ({}) must be less than hardware.decoder_buffers ({}): \
+                 the decoder needs the rest of its group for reference pictures",
+                cam.name, cam.frame_pool, config.hardware.decoder_buffers
+            ));
         }
-        (_, true) => {
-            log::warn!(
-                "backend software (auto: RK3588 hardware found, but the hardware pipeline is not finished in this version)"
-            );
-            Ok(())
+        log::info!(
+            "backend hardware (backend = \"{}\"): MPP decoding, {} detection",
+            config.backend.as_str(),
+            if kind.needs_npu() {
+                "RGA + RKNN"
+            } else {
+                "CPU"
+            }
+        );
+        return Ok(Backend::Hardware);
+    }
+    let why = missing.join("; ");
+    if config.backend == BackendChoice::Hardware {
+        Err(format!(
+            "backend = \"hardware\" but the RK3588 hardware is not usable: {why}"
+        ))
+    } else if kind.needs_npu() {
+        Err(format!(
+            "detector.kind = \"{}\" runs on the RK3588 NPU, which is not usable here: {why}",
+            kind.as_str()
+        ))
+    } else {
+        log::info!("backend software (auto: no RK3588 hardware: {why})");
+        Ok(Backend::Software)
+    }
+}
+
+/// Loads the detectors (one per worker) and the decoder library for
+/// `backend`.
+fn make_parts(config: &Config, backend: Backend, paced: bool) -> Result<Parts, String> {
+    let workers = config.detector.workers;
+    let mut detectors: Vec<Box<dyn Detector>> = Vec::with_capacity(workers);
+    let model = &config.detector.model;
+    match config.detector.kind {
+        DetectorKind::SsdMobilenetV2 => {
+            for _ in 0..workers {
+                let d = detect::ssd::SsdMobilenetV2::load(model).map_err(|e| e.to_string())?;
+                detectors.push(Box::new(d));
+            }
+        }
+        DetectorKind::Yolo(layout) => {
+            let lib_dir = config.hardware.lib_dir.as_deref();
+            let rknn = Arc::new(RknnLib::load(lib_dir).map_err(|e| e.to_string())?);
+            let rga = Arc::new(RgaLib::load(lib_dir).map_err(|e| e.to_string())?);
+            let bytes = std::fs::read(model)
+                .map_err(|e| format!("detector.model {}: {e}", model.display()))?;
+            let imports = config.cameras.len() * config.hardware.decoder_buffers;
+            for w in 0..workers {
+                // One context per NPU core: cores 0, 1, 2 (masks 1, 2, 4).
+                let core_mask = 1 << (w % 3);
+                let d = NpuDetector::new(
+                    rknn.clone(),
+                    rga.clone(),
+                    &bytes,
+                    core_mask,
+                    layout,
+                    imports,
+                )
+                .map_err(|e| format!("detector.model {}: {e}", model.display()))?;
+                detectors.push(Box::new(d));
+            }
         }
     }
+    Ok(match backend {
+        Backend::Software => pipeline::software_parts(detectors, paced),
+        Backend::Hardware => {
+            let mpp =
+                MppLib::load(config.hardware.lib_dir.as_deref()).map_err(|e| e.to_string())?;
+            pipeline::hardware_parts(
+                Arc::new(mpp),
+                config.hardware.decoder_buffers,
+                detectors,
+                paced,
+            )
+        }
+    })
 }
 
 /// Serves the web interface on the pipeline's runtime.

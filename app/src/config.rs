@@ -63,14 +63,34 @@ pub struct DetectorConfig {
 pub enum DetectorKind {
     /// SSD-MobileNetV2-COCO frozen TensorFlow graph on the CPU (tract).
     SsdMobilenetV2,
+    /// A `.rknn` model on the NPU with the output layout of one of
+    /// rknn_model_zoo's COCO YOLO exports.
+    Yolo(crate::hw::npu::YoloLayout),
 }
 
 impl DetectorKind {
+    /// Every config spelling, in the order error messages list them.
+    pub const ALL: [DetectorKind; 4] = [
+        DetectorKind::SsdMobilenetV2,
+        DetectorKind::Yolo(crate::hw::npu::YoloLayout::Yolov5),
+        DetectorKind::Yolo(crate::hw::npu::YoloLayout::Yolov8),
+        DetectorKind::Yolo(crate::hw::npu::YoloLayout::Yolox),
+    ];
+
     /// The config spelling.
     pub fn as_str(self) -> &'static str {
+        use crate::hw::npu::YoloLayout;
         match self {
             DetectorKind::SsdMobilenetV2 => "ssd-mobilenet-v2",
+            DetectorKind::Yolo(YoloLayout::Yolov5) => "yolov5",
+            DetectorKind::Yolo(YoloLayout::Yolov8) => "yolov8",
+            DetectorKind::Yolo(YoloLayout::Yolox) => "yolox",
         }
+    }
+
+    /// Whether the model runs only on the NPU.
+    pub fn needs_npu(self) -> bool {
+        matches!(self, DetectorKind::Yolo(_))
     }
 }
 
@@ -132,6 +152,9 @@ pub struct HardwareConfig {
     /// MPP frame buffers per camera: reference pictures plus those the
     /// pipeline holds (Rockchip's example uses 24).
     pub decoder_buffers: usize,
+    /// Where the device nodes are looked for (`/dev`; tests point it at a
+    /// directory of stand-ins).
+    pub dev_dir: PathBuf,
 }
 
 /// One camera.
@@ -347,6 +370,7 @@ struct RawEvents {
 struct RawHardware {
     lib_dir: Option<PathBuf>,
     decoder_buffers: Option<Count<4, 64>>,
+    dev_dir: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -460,18 +484,22 @@ impl RawConfig {
         };
         let kind = match &self.detector.kind {
             None => DetectorKind::SsdMobilenetV2,
-            Some(k) if k.get_ref() == "ssd-mobilenet-v2" => DetectorKind::SsdMobilenetV2,
-            Some(k) => {
-                report(
-                    "detector.kind".into(),
-                    k.span(),
-                    format!(
-                        "unknown detector `{}`; supported: ssd-mobilenet-v2",
-                        k.get_ref()
-                    ),
-                );
-                DetectorKind::SsdMobilenetV2
-            }
+            Some(k) => match DetectorKind::ALL.iter().find(|d| d.as_str() == k.get_ref()) {
+                Some(kind) => *kind,
+                None => {
+                    let names: Vec<&str> = DetectorKind::ALL.iter().map(|d| d.as_str()).collect();
+                    report(
+                        "detector.kind".into(),
+                        k.span(),
+                        format!(
+                            "unknown detector `{}`; supported: {}",
+                            k.get_ref(),
+                            names.join(", ")
+                        ),
+                    );
+                    DetectorKind::SsdMobilenetV2
+                }
+            },
         };
         let backend = match &self.backend {
             None => crate::hw::BackendChoice::Auto,
@@ -489,6 +517,18 @@ impl RawConfig {
                 }
             },
         };
+        if let (Some(k), crate::hw::BackendChoice::Software) = (&self.detector.kind, backend) {
+            if kind.needs_npu() {
+                report(
+                    "detector.kind".into(),
+                    k.span(),
+                    format!(
+                        "`{}` models run on the RK3588 NPU, which backend = \"software\" does not use",
+                        kind.as_str()
+                    ),
+                );
+            }
+        }
         let mut cameras: Vec<CameraConfig> = Vec::with_capacity(self.cameras.len());
         for (i, raw) in self.cameras.into_iter().enumerate() {
             let (camera, name_span) = raw.validate(i, report);
@@ -531,6 +571,10 @@ impl RawConfig {
             hardware: HardwareConfig {
                 lib_dir: self.hardware.lib_dir,
                 decoder_buffers: self.hardware.decoder_buffers.map_or(24, |c| c.0),
+                dev_dir: self
+                    .hardware
+                    .dev_dir
+                    .unwrap_or_else(|| PathBuf::from("/dev")),
             },
             cameras,
         }
@@ -931,6 +975,26 @@ mod tests {
         assert_eq!(
             (e.0[0].key.as_str(), e.0[0].line),
             ("backend", Some(2)),
+            "{e}"
+        );
+        let e = err("backend = \"software\"\n[detector]\nkind = \"yolov8\"\n");
+        assert_eq!(
+            (e.0[0].key.as_str(), e.0[0].line),
+            ("detector.kind", Some(3)),
+            "{e}"
+        );
+        assert!(e.to_string().contains("NPU"), "{e}");
+        let c = Config::parse(
+            "[detector]\nkind = \"yolox\"\n[hardware]\ndev_dir = \"/tmp/d\"\n[[camera]]\nurl = \"a.h264\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.detector.kind.as_str(), "yolox");
+        assert_eq!(c.hardware.dev_dir, Path::new("/tmp/d"));
+        let e = err("[detector]\nkind = \"yolov9\"\n");
+        assert!(
+            e.to_string()
+                .contains("ssd-mobilenet-v2, yolov5, yolov8, yolox"),
             "{e}"
         );
         let e = err("[hardware]\ndecoder_buffers = 2\n");

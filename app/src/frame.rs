@@ -4,9 +4,55 @@
 //! configured for (`max_width` x `max_height`, I420); a stream larger than
 //! that is refused with [`FrameTooLarge`], which puts the camera in an error
 //! state rather than growing a buffer. On the board the same role is played
-//! by a frame of MPP's fixed buffer group, described by fd instead of bytes.
+//! by a frame of MPP's fixed buffer group, described by fd instead of bytes:
+//! a [`Frame`] is either.
 
-use crate::image::I420;
+use crate::hw::mpp::MppPicture;
+use crate::image::{ImageRef, I420};
+use crate::pool::Lease;
+
+/// A decoded picture on its way to an inference worker.
+pub enum Frame {
+    /// Copied into a buffer of the camera's frame pool (software decoding).
+    Cpu(Lease<FrameBuf>),
+    /// A frame of the camera's MPP buffer group, returned to it on drop.
+    Mpp {
+        /// The frame.
+        picture: MppPicture,
+        /// Index of the camera (config order).
+        camera: usize,
+        /// One of the camera's `frame_pool` tickets: the pipeline holds at
+        /// most that many MPP frames per camera, leaving the rest of the
+        /// group to the decoder's reference pictures.
+        ticket: Lease<()>,
+    },
+}
+
+impl Frame {
+    /// The camera the picture came from.
+    pub fn camera(&self) -> usize {
+        match self {
+            Frame::Cpu(f) => f.camera,
+            Frame::Mpp { camera, .. } => *camera,
+        }
+    }
+
+    /// Presentation time in microseconds of stream time.
+    pub fn pts_us(&self) -> i64 {
+        match self {
+            Frame::Cpu(f) => f.pts_us,
+            Frame::Mpp { picture, .. } => picture.pts,
+        }
+    }
+
+    /// The picture as a detector takes it.
+    pub fn image(&self) -> ImageRef<'_> {
+        match self {
+            Frame::Cpu(f) => ImageRef::I420(f.image()),
+            Frame::Mpp { picture, .. } => picture.image(),
+        }
+    }
+}
 
 /// A picture larger than the frame buffers were sized for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

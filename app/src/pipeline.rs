@@ -15,14 +15,14 @@
 
 use crate::alloc_count;
 use crate::config::{CameraConfig, Config};
-use crate::decode::{self, DecodeError, Decoder};
+use crate::decode::{self, DecodeError, Decoder, Picture};
 use crate::detect::{Detections, Detector};
 use crate::events::{Event, EventRing, Tracker};
-use crate::frame::FrameBuf;
-use crate::image::ImageRef;
+use crate::frame::{Frame, FrameBuf};
+use crate::hw::Backend;
 use crate::metrics::{CameraMetrics, CameraState, DropReason, Registry};
 use crate::packet::{Codec, PacketBuf};
-use crate::pool::{Lease, Pool};
+use crate::pool::Pool;
 use crate::procstat::ProcSample;
 use crate::queue::{BoundedQueue, PopError, WhenFull};
 use crate::sampler::Sampler;
@@ -38,13 +38,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const POLL: Duration = Duration::from_millis(200);
 
 /// Decoded frames waiting for an inference worker.
-type FrameQueue = BoundedQueue<Lease<FrameBuf>>;
+type FrameQueue = BoundedQueue<Frame>;
 
-/// Makes the decoder for a codec; the software backend on this machine.
-pub type DecoderFactory = fn(Codec) -> Result<Box<dyn Decoder>, DecodeError>;
+/// Makes a camera's decoder for a codec (called once per camera and codec,
+/// from the camera's decoder thread).
+pub type DecoderFactory = Arc<dyn Fn(Codec) -> Result<Box<dyn Decoder>, DecodeError> + Send + Sync>;
 
 /// What the pipeline needs besides the configuration.
 pub struct Parts {
+    /// Which backends these parts are (for the status and metrics). The
+    /// hardware backend's decoded pictures stay in MPP's buffer group; the
+    /// software backend's are copied into each camera's frame pool.
+    pub backend: Backend,
     /// One detector per inference worker (`config.detector.workers`).
     pub detectors: Vec<Box<dyn Detector>>,
     /// Makes a camera's decoder once its codec is known.
@@ -66,6 +71,7 @@ pub struct Pipeline {
     runtime: Option<tokio::runtime::Runtime>,
     packet_queues: Vec<Arc<PacketQueue>>,
     frame_queue: Arc<FrameQueue>,
+    tensors: Pool<Box<dyn Detector>>,
     decoders: Vec<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
     started: Instant,
@@ -121,8 +127,10 @@ impl Pipeline {
         let started = Instant::now();
         let (trigger, shutdown) = shutdown::channel();
         let trigger = Arc::new(trigger);
-        let mut registry =
-            Registry::new(config.cameras.iter().map(|c| c.name.as_str()), "software");
+        let mut registry = Registry::new(
+            config.cameras.iter().map(|c| c.name.as_str()),
+            parts.backend.as_str(),
+        );
         let events = Arc::new(EventRing::new(config.events.ring_capacity));
 
         let total_frames: usize = config.cameras.iter().map(|c| c.frame_pool).sum();
@@ -134,11 +142,21 @@ impl Pipeline {
             let packets = Pool::with("packets", cam.packet_pool, || {
                 PacketBuf::with_capacity(cam.packet_size)
             });
-            let frames = Pool::with("frames", cam.frame_pool, || {
-                FrameBuf::new(cam.max_width, cam.max_height)
-            });
+            let frames = match parts.backend {
+                Backend::Software => {
+                    FrameStore::Buffers(Pool::with("frames", cam.frame_pool, || {
+                        FrameBuf::new(cam.max_width, cam.max_height)
+                    }))
+                }
+                Backend::Hardware => {
+                    FrameStore::Tickets(Pool::with("frames", cam.frame_pool, || ()))
+                }
+            };
             registry.add_pool(&cam.name, Box::new(packets.clone()));
-            registry.add_pool(&cam.name, Box::new(frames.clone()));
+            match &frames {
+                FrameStore::Buffers(p) => registry.add_pool(&cam.name, Box::new(p.clone())),
+                FrameStore::Tickets(p) => registry.add_pool(&cam.name, Box::new(p.clone())),
+            }
             packet_queues.push(Arc::new(PacketQueue::new(
                 cam.packet_pool,
                 WhenFull::DropNewest,
@@ -159,6 +177,7 @@ impl Pipeline {
             runtime: None,
             packet_queues: packet_queues.clone(),
             frame_queue: frame_queue.clone(),
+            tensors: tensors.clone(),
             decoders: Vec::new(),
             workers: Vec::new(),
             started,
@@ -188,7 +207,7 @@ impl Pipeline {
                 frame_queue: frame_queue.clone(),
                 metrics,
                 sampler: Sampler::new(cam.detect_fps),
-                factory: parts.decoder_factory,
+                factory: parts.decoder_factory.clone(),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("vigil-dec-{i}"))
@@ -312,6 +331,13 @@ impl Pipeline {
         for h in self.workers.drain(..) {
             let _ = h.join();
         }
+        // Frames still queued go back to their decoders, and the detectors
+        // release their engines (NPU contexts, RGA imports) now, in order,
+        // rather than whenever the last Arc goes.
+        while let Some(frame) = self.frame_queue.try_pop() {
+            drop(frame);
+        }
+        self.tensors.release_free();
         for cam in &self.registry.cameras {
             cam.set_state(CameraState::Stopped, "");
         }
@@ -390,10 +416,19 @@ async fn stop_on_signal(mut shutdown: Shutdown, trigger: Arc<ShutdownTrigger>) {
     trigger.trigger();
 }
 
+/// Where a camera's decoded pictures are kept while they wait for a worker.
+#[derive(Clone)]
+enum FrameStore {
+    /// Buffers the software decoder's pictures are copied into.
+    Buffers(Pool<FrameBuf>),
+    /// Tickets bounding how many MPP frames the pipeline holds.
+    Tickets(Pool<()>),
+}
+
 struct DecodeContext {
     camera: usize,
     packets: Arc<PacketQueue>,
-    frames: Pool<FrameBuf>,
+    frames: FrameStore,
     frame_queue: Arc<FrameQueue>,
     metrics: Arc<CameraMetrics>,
     sampler: Sampler,
@@ -443,26 +478,50 @@ impl DecodeContext {
             let ctx = &mut self;
             let result = dec.decode(&packet, &mut |pic| {
                 ctx.metrics.frames_decoded.inc();
-                if (pic.image.width, pic.image.height) != size {
-                    size = (pic.image.width, pic.image.height);
+                if pic.size() != size {
+                    size = pic.size();
                     ctx.metrics.set_format(codec, size.0, size.1);
                 }
                 if unusable || !ctx.sampler.take(pic.pts_us) {
                     ctx.metrics.frames_dropped.inc(DropReason::Sampling);
                     return;
                 }
-                let Some(mut frame) = ctx.frames.try_take() else {
-                    ctx.metrics.frames_dropped.inc(DropReason::PoolEmpty);
-                    return;
+                let frame = match (&ctx.frames, pic.image) {
+                    (FrameStore::Buffers(pool), Picture::Borrowed(image)) => {
+                        let Some(mut frame) = pool.try_take() else {
+                            ctx.metrics.frames_dropped.inc(DropReason::PoolEmpty);
+                            return;
+                        };
+                        if let Err(e) = frame.copy_from(&image) {
+                            unusable = true;
+                            ctx.metrics.set_state(CameraState::Error, &e.to_string());
+                            ctx.metrics.frames_dropped.inc(DropReason::DecodeError);
+                            return;
+                        }
+                        frame.pts_us = pic.pts_us;
+                        frame.camera = ctx.camera;
+                        Frame::Cpu(frame)
+                    }
+                    (FrameStore::Tickets(pool), Picture::Mpp(picture)) => {
+                        // Without a ticket the picture drops here and its
+                        // frame goes straight back to the decoder.
+                        let Some(ticket) = pool.try_take() else {
+                            ctx.metrics.frames_dropped.inc(DropReason::PoolEmpty);
+                            return;
+                        };
+                        Frame::Mpp {
+                            picture,
+                            camera: ctx.camera,
+                            ticket,
+                        }
+                    }
+                    _ => {
+                        // A decoder of the other backend: cannot happen, as
+                        // the parts come in matching pairs; counted if it does.
+                        ctx.metrics.frames_dropped.inc(DropReason::DecodeError);
+                        return;
+                    }
                 };
-                if let Err(e) = frame.copy_from(&pic.image) {
-                    unusable = true;
-                    ctx.metrics.set_state(CameraState::Error, &e.to_string());
-                    ctx.metrics.frames_dropped.inc(DropReason::DecodeError);
-                    return;
-                }
-                frame.pts_us = pic.pts_us;
-                frame.camera = ctx.camera;
                 if let Some(old) = ctx.frame_queue.push(frame) {
                     drop(old);
                     ctx.metrics.frames_dropped.inc(DropReason::QueueFull);
@@ -496,19 +555,16 @@ impl WorkerContext {
             };
             let Some(mut detector) = self.tensors.try_take() else {
                 // Cannot happen (one detector per worker); counted if it does.
-                self.routes[frame.camera]
+                self.routes[frame.camera()]
                     .metrics
                     .frames_dropped
                     .inc(DropReason::PoolEmpty);
                 continue;
             };
-            let route = &self.routes[frame.camera];
+            let route = &self.routes[frame.camera()];
             let t0 = Instant::now();
-            let result = detector.detect(
-                ImageRef::I420(frame.image()),
-                route.min_score,
-                &mut detections,
-            );
+            let image = frame.image();
+            let result = detector.detect(image, route.min_score, &mut detections);
             self.registry.inference_latency.observe(t0.elapsed());
             if let Err(e) = result {
                 log::error!("camera {}: {e}", route.metrics.name);
@@ -525,16 +581,17 @@ impl WorkerContext {
             tracker.update(&detections, now_ms, |d| {
                 let id = self.events.push(Event {
                     id: 0,
-                    camera: frame.camera,
+                    camera: frame.camera(),
                     unix_ms,
-                    pts_us: frame.pts_us,
+                    pts_us: frame.pts_us(),
                     class_id: d.class_id,
                     class_name: detector.class_name(d.class_id),
                     score: d.score,
                     bbox: d.bbox,
                 });
                 route.metrics.events.inc();
-                let (w, h) = (frame.image().width as f32, frame.image().height as f32);
+                let (w, h) = image.size();
+                let (w, h) = (w as f32, h as f32);
                 log::info!(
                     "event {id}: camera {} saw {} ({:.2}) at [{:.0}, {:.0}, {:.0}, {:.0}]",
                     route.metrics.name,
@@ -553,9 +610,31 @@ impl WorkerContext {
 /// The parts for this machine: software decoding, the given CPU detectors.
 pub fn software_parts(detectors: Vec<Box<dyn Detector>>, paced: bool) -> Parts {
     Parts {
+        backend: Backend::Software,
         detectors,
-        decoder_factory: decode::openh264::new_software_decoder,
+        decoder_factory: Arc::new(decode::openh264::new_software_decoder),
         accepts: decode::openh264::software_accepts,
+        paced,
+    }
+}
+
+/// The parts for an RK3588: MPP decoding into groups of `decoder_buffers`
+/// frames per camera, and the given detectors (NPU or CPU).
+pub fn hardware_parts(
+    mpp: Arc<crate::hw::mpp_sys::MppLib>,
+    decoder_buffers: usize,
+    detectors: Vec<Box<dyn Detector>>,
+    paced: bool,
+) -> Parts {
+    Parts {
+        backend: Backend::Hardware,
+        detectors,
+        decoder_factory: Arc::new(move |codec| {
+            let decoder = decode::mpp::MppVideoDecoder::new(mpp.clone(), codec, decoder_buffers)?;
+            Ok(Box::new(decoder) as Box<dyn Decoder>)
+        }),
+        // MPP decodes both codecs vigil's sources deliver.
+        accepts: |_| true,
         paced,
     }
 }

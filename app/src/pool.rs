@@ -88,6 +88,15 @@ impl<T> Pool<T> {
         }
     }
 
+    /// Drops every item not lent out, at shutdown: items that own outside
+    /// resources (an NPU context) are released now rather than when the last
+    /// clone of the pool goes (the metrics registry keeps one). Returns how
+    /// many were dropped; `stats().capacity` keeps the configured figure.
+    pub fn release_free(&self) -> usize {
+        let items = std::mem::take(&mut *self.shared.free_list());
+        items.len()
+    }
+
     /// A snapshot of the pool's counters.
     pub fn stats(&self) -> PoolStats {
         PoolStats {

@@ -28,7 +28,7 @@
 //!
 //! [`reset`]: Decoder::reset
 
-use super::{DecodeError, DecodedPicture, Decoder};
+use super::{DecodeError, DecodedPicture, Decoder, Picture};
 use crate::image::I420;
 use crate::packet::{Codec, PacketBuf};
 use ::openh264::decoder::{DecodedYUV, DecoderConfig, Flush};
@@ -182,7 +182,10 @@ impl Decoder for SoftwareH264 {
                 let pts_us = take_smallest(&mut self.pending).unwrap_or(packet.pts_us);
                 match view(&yuv) {
                     Some(image) => {
-                        emit(DecodedPicture { image, pts_us });
+                        emit(DecodedPicture {
+                            image: Picture::Borrowed(image),
+                            pts_us,
+                        });
                         Ok(())
                     }
                     None => Err(DecodeError::Corrupt(
@@ -250,7 +253,7 @@ mod tests {
         let mut out = Vec::new();
         for p in packets {
             d.decode(p, &mut |pic| {
-                assert_eq!((pic.image.width, pic.image.height), (640, 272));
+                assert_eq!(pic.size(), (640, 272));
                 out.push(pic.pts_us);
             })
             .unwrap();

@@ -12,6 +12,7 @@
 pub mod loader;
 pub mod mpp;
 pub mod mpp_sys;
+pub mod npu;
 pub mod rga;
 pub mod rknn;
 pub mod rknn_sys;
@@ -36,6 +37,25 @@ impl BackendChoice {
             BackendChoice::Auto => "auto",
             BackendChoice::Hardware => "hardware",
             BackendChoice::Software => "software",
+        }
+    }
+}
+
+/// The backends a run uses, once chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// openh264 and the CPU detector.
+    Software,
+    /// MPP decoding, and RGA + RKNN for `.rknn` models.
+    Hardware,
+}
+
+impl Backend {
+    /// The name shown in the log, `/api/status` and `/metrics`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Software => "software",
+            Backend::Hardware => "hardware",
         }
     }
 }

@@ -14,11 +14,16 @@
 //! runs after the last picture has deinit'ed its frame.
 
 use super::mpp_sys::{self as sys, MppApi, MppBufferGroup, MppCtx, MppFrame, MppLib, MppPacket};
+use crate::image::{DmaBuf, ImageRef, Nv12};
 use crate::packet::Codec;
 use std::ffi::c_void;
 use std::fmt;
 use std::ptr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+
+/// Numbers decoders so readers can tell their buffers apart ([`DmaBuf`]).
+static NEXT_DECODER_ID: AtomicU32 = AtomicU32::new(1);
 
 /// Tag MPP records for our allocations (shows in its debug logs).
 const TAG: &std::ffi::CStr = c"vigil";
@@ -114,6 +119,9 @@ pub struct MppDecoder {
     inner: Arc<Inner>,
     buffers: usize,
     geometry: Option<Geometry>,
+    id: u32,
+    /// Info changes applied: each frees the group's buffers and makes new ones.
+    generation: u32,
     /// Frames MPP marked as broken or discarded (deinit'ed, not returned).
     pub errors: u64,
 }
@@ -130,6 +138,8 @@ pub struct MppPicture {
     pub geometry: Geometry,
     /// Stream time of the picture.
     pub pts: i64,
+    /// Which decoder and buffer generation the buffer belongs to.
+    pub dma: DmaBuf,
 }
 
 // SAFETY: the frame is only deinit'ed (by Drop), which MPP allows from any
@@ -140,10 +150,32 @@ impl MppPicture {
     /// The luma plane (`hor_stride * ver_stride` bytes, `width` used per row).
     pub fn luma(&self) -> &[u8] {
         let g = &self.geometry;
-        let len = g.hor_stride as usize * g.ver_stride as usize;
-        // SAFETY: MPP maps `buf_size >= hor_stride*ver_stride*3/2` bytes at
-        // `ptr`, valid until this picture deinits its frame.
-        unsafe { std::slice::from_raw_parts(self.ptr, len.min(g.buf_size)) }
+        self.mapped(g.hor_stride as usize * g.ver_stride as usize)
+    }
+
+    /// The first `len` bytes of the mapping (fewer if the buffer is
+    /// smaller; none if MPP gave no CPU mapping).
+    fn mapped(&self, len: usize) -> &[u8] {
+        if self.ptr.is_null() {
+            return &[];
+        }
+        // SAFETY: MPP maps `buf_size` bytes at `ptr`, valid until this
+        // picture deinits its frame (which needs `&mut self`).
+        unsafe { std::slice::from_raw_parts(self.ptr, len.min(self.geometry.buf_size)) }
+    }
+
+    /// The whole picture as an NV12 view carrying its dma-buf.
+    pub fn image(&self) -> ImageRef<'_> {
+        let g = &self.geometry;
+        let data = self.mapped(g.hor_stride as usize * g.ver_stride as usize * 3 / 2);
+        ImageRef::Nv12(Nv12 {
+            width: g.width,
+            height: g.height,
+            data,
+            stride: g.hor_stride as usize,
+            rows: g.ver_stride as usize,
+            dma: Some(self.dma),
+        })
     }
 }
 
@@ -205,6 +237,8 @@ impl MppDecoder {
             inner: Arc::new(inner),
             buffers,
             geometry: None,
+            id: NEXT_DECODER_ID.fetch_add(1, Ordering::Relaxed),
+            generation: 0,
             errors: 0,
         };
         let mut one: u32 = 1;
@@ -324,9 +358,15 @@ impl MppDecoder {
                     continue;
                 }
                 let geometry = self.geometry.unwrap_or_default();
+                let fd = (lib.buffer_get_fd)(buffer, TAG.as_ptr());
                 return Ok(Some(MppPicture {
                     inner: self.inner.clone(),
-                    fd: (lib.buffer_get_fd)(buffer, TAG.as_ptr()),
+                    fd,
+                    dma: DmaBuf {
+                        fd,
+                        source: self.id,
+                        generation: self.generation,
+                    },
                     ptr: (lib.buffer_get_ptr)(buffer, TAG.as_ptr()) as *const u8,
                     pts: (lib.frame_get_pts)(frame),
                     geometry,
@@ -350,6 +390,7 @@ impl MppDecoder {
             )?;
         }
         self.geometry = Some(g);
+        self.generation = self.generation.wrapping_add(1);
         self.control(
             "MPP_DEC_SET_INFO_CHANGE_READY",
             sys::DEC_SET_INFO_CHANGE_READY,

@@ -249,6 +249,18 @@ impl RknnModel {
         ))
     }
 
+    /// Bytes of input and output memory bound to the context.
+    pub fn bound_bytes(&self) -> usize {
+        // SAFETY: bound in `load`, freed only in Drop.
+        let input = unsafe { (*self.input).size as usize };
+        input
+            + self
+                .outputs
+                .iter()
+                .map(|(attr, _)| attr.n_elems as usize)
+                .sum::<usize>()
+    }
+
     /// Number of outputs.
     pub fn outputs(&self) -> usize {
         self.outputs.len()

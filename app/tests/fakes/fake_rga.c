@@ -689,3 +689,24 @@ EXPORT void fake_rga_reset(void) {
     g_rga2_over_4g = 0;
     pthread_mutex_unlock(&g_lock);
 }
+
+/* With FAKE_REPORT_DIR set, the report is also written to
+ * $FAKE_REPORT_DIR/fake_rga.json whenever the library is unloaded (dlclose
+ * or process exit; the last unload wins), so a test can check the pairs of a
+ * process it only runs, such as the vigil binary. */
+__attribute__((destructor)) static void fake_rga_write_report(void) {
+    const char *dir = getenv("FAKE_REPORT_DIR");
+    if (!dir || !*dir) return;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/fake_rga.json", dir);
+    size_t len = fake_rga_report(NULL, 0);
+    char *buf = malloc(len + 1);
+    if (!buf) return;
+    fake_rga_report(buf, len + 1);
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fputs(buf, f);
+        fclose(f);
+    }
+    free(buf);
+}
