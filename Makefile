@@ -3,7 +3,11 @@
 #   make run    fetch the model and a sample clip, build, run the appliance
 #   make test   install test dependencies, build, run the whole test suite
 #   make cross       aarch64 release binary (Debian's rustc-web) for the RK3588 board
-#   make test-cross  the library's unit tests built for aarch64, run under qemu-aarch64-static
+#   make test-cross  the library's unit tests and the hardware-double tests (hw_mpp,
+#                    hw_npu) built for aarch64, run under qemu-aarch64-static
+#   make rknn-model ONNX=model.onnx KIND=yolov8|yolov5|yolox
+#                    convert a YOLO ONNX (rknn_model_zoo export) to .rknn for the RK3588
+#                    NPU with rknn-toolkit2 in a venv (5.6 GB: torch); not run by CI
 #
 # Everything downloaded lands in $(VIGIL_CACHE_DIR), outside git.
 
@@ -16,12 +20,12 @@ VIGIL := target/release/vigil
 LISTEN ?= 127.0.0.1:8080
 
 .PHONY: all deps model sample build run test system lint bench clean help \
-	deps-cross deps-test-cross cross test-cross
+	deps-cross deps-test-cross cross test-cross rknn-venv rknn-model
 
 all: build
 
 help:
-	@sed -n '2,8p' Makefile
+	@sed -n '2,/^# Everything/p' Makefile
 
 deps:
 	@bash scripts/install-deps.sh
@@ -97,10 +101,76 @@ cross: deps-cross
 	@printf '%s: %s bytes\n' '$(CROSS_VIGIL)' "$$(stat -c %s '$(CROSS_VIGIL)')"
 	@file '$(CROSS_VIGIL)'
 
-# The whole library suite, release like `make test`. Emulated, one SSD inference
-# takes about 10 s; the suite runs in about 3.5 minutes on 2 cores.
+# The whole library suite, release like `make test`, and the integration tests
+# against the C doubles of the Rockchip libraries (hw_mpp, hw_npu). Emulated,
+# one SSD inference takes about 10 s; the library suite runs in about 4 to 4.5
+# minutes on 2 cores, hw_mpp (with its 500 resets and 100k frames) in about
+# 1 s and hw_npu in about 4 s, so all of them run. Building the test binaries
+# after `make cross` takes about 7 minutes more.
+# The hw tests compile app/tests/fakes/*.c at run time with $$CC (default cc) and
+# dlopen the result, so the emulated test process needs the aarch64 compiler:
+# qemu-aarch64-static adds QEMU_SET_ENV's variables to the guest's environment,
+# and the compiler the guest spawns runs as an ordinary host process. This
+# reaches only the emulated test processes: CC in cargo's own environment would
+# also reach every build script's cc crate (C compiled for the host would get
+# the aarch64 compiler). Checked: a following `make cross` rebuilds nothing.
+# The aarch64 doubles land in target/aarch64-unknown-linux-gnu/tmp/, apart
+# from the host's target/tmp/.
 test-cross: deps-test-cross model sample
-	$(CROSS_CARGO) test --release --target $(CROSS_TARGET) -p vigil --lib -- $(CROSS_TEST_SKIP)
+	QEMU_SET_ENV=CC=aarch64-linux-gnu-gcc \
+	$(CROSS_CARGO) test --release --target $(CROSS_TARGET) -p vigil \
+		--lib --test hw_mpp --test hw_npu -- $(CROSS_TEST_SKIP)
+
+# --- .rknn models for the NPU (explicit, heavy, not part of test or CI) -----
+# rknn-toolkit2 converts an ONNX detector to .rknn for rk3588 on this x86-64
+# machine. It requires torch<=2.4 (PyPI's Linux wheel pulls the CUDA libraries:
+# the venv measured 5.6 GB, installed in 74 s here), so it lives in its own venv
+# under the cache, created once; a conversion then takes about 3 s. No registry ships a COCO YOLO ONNX (see docs/rknn-models.md): bring one
+# exported the rknn_model_zoo way. Variables: ONNX (required), KIND (yolov5,
+# yolov8, yolox; default yolov8), RKNN_OUT (default
+# $(VIGIL_CACHE_DIR)/models/<ONNX basename>.rknn), DATASET (a text file of
+# calibration image paths; default darknet's sample JPEGs), NO_QUANT=1 (float16),
+# CLASSES (classes the outputs must have; default 80, COCO), INPUT_SIZE (WxH,
+# for an ONNX exported with dynamic input dimensions).
+RKNN_PYTHON ?= python3
+RKNN_VENV := $(VIGIL_CACHE_DIR)/rknn-venv
+RKNN_TOOLKIT := rknn-toolkit2==2.5.0
+ONNX ?=
+KIND ?= yolov8
+DATASET ?=
+NO_QUANT ?=
+CLASSES ?=
+INPUT_SIZE ?=
+RKNN_OUT ?= $(VIGIL_CACHE_DIR)/models/$(basename $(notdir $(ONNX))).rknn
+
+# Idempotent: a stamp in the venv records the pinned toolkit, so a second run
+# only checks it; a changed pin or a broken venv reinstalls.
+rknn-venv:
+	@if [ "$$(cat '$(RKNN_VENV)/.vigil-toolkit' 2>/dev/null)" = '$(RKNN_TOOLKIT)' ] \
+	   && '$(RKNN_VENV)/bin/python' -c 'import rknn.api' >/dev/null 2>&1; then \
+	  echo 'rknn-venv: $(RKNN_TOOLKIT) present in $(RKNN_VENV)' >&2; \
+	else \
+	  set -e; \
+	  echo 'rknn-venv: installing $(RKNN_TOOLKIT) (with torch, about 5.6 GB) into $(RKNN_VENV)' >&2; \
+	  rm -f '$(RKNN_VENV)/.vigil-toolkit'; \
+	  '$(RKNN_PYTHON)' -m venv '$(RKNN_VENV)'; \
+	  '$(RKNN_VENV)/bin/python' -m pip install --disable-pip-version-check '$(RKNN_TOOLKIT)'; \
+	  '$(RKNN_VENV)/bin/python' -c 'from rknn.api import RKNN'; \
+	  echo '$(RKNN_TOOLKIT)' > '$(RKNN_VENV)/.vigil-toolkit'; \
+	fi
+
+rknn-model:
+	@if [ -z '$(ONNX)' ]; then \
+	  echo 'make rknn-model: set ONNX=/path/model.onnx, a YOLOv5, YOLOv8 or YOLOX ONNX exported the' >&2; \
+	  echo '  rknn_model_zoo way (no package registry ships one; see docs/rknn-models.md), and' >&2; \
+	  echo '  KIND=yolov5|yolov8|yolox (default yolov8).' >&2; \
+	  exit 2; \
+	fi
+	@[ -f '$(ONNX)' ] || { echo 'make rknn-model: ONNX=$(ONNX): no such file' >&2; exit 2; }
+	@$(MAKE) --no-print-directory rknn-venv
+	'$(RKNN_VENV)/bin/python' scripts/rknn-convert.py --onnx '$(ONNX)' --kind '$(KIND)' \
+		--out '$(RKNN_OUT)' $(if $(DATASET),--dataset '$(DATASET)') $(if $(NO_QUANT),--no-quant) \
+		$(if $(CLASSES),--classes '$(CLASSES)') $(if $(INPUT_SIZE),--input-size '$(INPUT_SIZE)')
 
 clean:
 	$(CARGO) clean

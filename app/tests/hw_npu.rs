@@ -8,11 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 use vigil::detect::yolo::{YoloPostprocess, Yolov5Head, Yolov8Head, YOLOV5_COCO_ANCHORS};
-use vigil::detect::Detections;
+use vigil::detect::{Detections, Detector};
 use vigil::hw::loader::Lib;
+use vigil::hw::npu::{NpuDetector, YoloLayout};
 use vigil::hw::rga::{self, RgaBuffer, RgaLib};
 use vigil::hw::rknn::RknnModel;
 use vigil::hw::rknn_sys::RknnLib;
+use vigil::image::{DmaBuf, ImageRef, Nv12};
 
 fn fakes() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -142,9 +144,12 @@ fn infer(kind: &str, runs: usize, doubles: &Doubles) -> Detections {
     let mut post = YoloPostprocess::new(w, h, 80, 0.45);
     let mut out = Detections::new();
     for _ in 0..runs {
-        dst.letterbox_from(&src, rga::letterbox_rect(640, 360, w, h))
+        // The border by the CPU, the picture by RGA (as `hw::npu` does).
+        model.input_mut().fill(114);
+        model.flush_input().expect("flush");
+        dst.scale_into(&src, rga::letterbox_rect(640, 360, w, h))
             .expect("letterbox");
-        model.run(false).expect("run");
+        model.run().expect("run");
         let t = |i: usize| model.output(i).expect("output");
         let grid = |dims: &[u32]| (dims[2] as usize, dims[3] as usize);
         match kind {
@@ -240,5 +245,90 @@ fn a_bad_model_is_a_clear_error_and_leaks_nothing() {
         .err()
         .expect("refused");
     assert_eq!(e.call, "rknn_init");
+    assert_clean(&doubles.rknn());
+}
+
+/// An NV12 view of a memfd picture (as an MPP frame would give it).
+fn nv12_view<'a>(
+    data: &'a [u8],
+    (width, height, stride, rows): (u32, u32, usize, usize),
+    dma: DmaBuf,
+) -> ImageRef<'a> {
+    ImageRef::Nv12(Nv12 {
+        width,
+        height,
+        data,
+        stride,
+        rows,
+        dma: Some(dma),
+    })
+}
+
+#[test]
+fn the_npu_detector_imports_each_buffer_once_and_forgets_old_generations() {
+    use std::os::fd::AsRawFd;
+    let _turn = serial();
+    let doubles = Doubles::open();
+    let rga = Arc::new(RgaLib::load(Some(fakes())).unwrap());
+    let rknn = Arc::new(RknnLib::load(Some(fakes())).unwrap());
+    let mut det = NpuDetector::new(rknn, rga, &model_file("yolov5"), 2, YoloLayout::Yolov5, 2)
+        .expect("detector");
+    let geometry = (640, 360, 640, 368);
+    let bytes = vec![100u8; 640 * 368 * 3 / 2];
+    let (a, b, c) = (
+        nv12_picture(640, 368, 100),
+        nv12_picture(640, 368, 100),
+        nv12_picture(640, 368, 100),
+    );
+    let dma = |f: &std::fs::File, source, generation| DmaBuf {
+        fd: f.as_raw_fd(),
+        source,
+        generation,
+    };
+    let mut out = Detections::new();
+    for _ in 0..20 {
+        det.detect(nv12_view(&bytes, geometry, dma(&a, 1, 0)), 0.5, &mut out)
+            .expect("detect");
+    }
+    // The person of the fake model, mapped back through the letterbox.
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(det.class_name(out[0].class_id), "person");
+    let b0 = out[0].bbox;
+    assert!((b0.y0 * 360.0 - (219.9 - 140.0)).abs() < 1.0, "{b0:?}");
+    // 20 pictures of one buffer: the model input and that buffer imported.
+    assert_eq!(doubles.rga()["calls"]["importbuffer_fd"], 2);
+    // The decoder re-made its buffers: the old generation's import goes.
+    det.detect(nv12_view(&bytes, geometry, dma(&b, 1, 1)), 0.5, &mut out)
+        .unwrap();
+    assert_eq!(det.imports(), 1);
+    assert_eq!(doubles.rga()["live"]["handles"], 2);
+    // A full table (2 imports) evicts the least recently used.
+    det.detect(nv12_view(&bytes, geometry, dma(&c, 2, 0)), 0.5, &mut out)
+        .unwrap();
+    det.detect(nv12_view(&bytes, geometry, dma(&a, 3, 0)), 0.5, &mut out)
+        .unwrap();
+    assert_eq!((det.imports(), det.evicted_imports), (2, 1));
+    assert_eq!(doubles.rga()["live"]["handles"], 3);
+    // A stride RGA3 cannot read is refused before any import.
+    let e = det
+        .detect(
+            nv12_view(&bytes, (630, 360, 630, 368), dma(&a, 4, 0)),
+            0.5,
+            &mut out,
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("multiple of 16"), "{e}");
+    // A picture without a dma-buf cannot go to RGA.
+    let cpu = ImageRef::Nv12(Nv12 {
+        width: 640,
+        height: 360,
+        data: &bytes,
+        stride: 640,
+        rows: 368,
+        dma: None,
+    });
+    assert!(det.detect(cpu, 0.5, &mut out).is_err());
+    drop(det);
+    assert_clean(&doubles.rga());
     assert_clean(&doubles.rknn());
 }

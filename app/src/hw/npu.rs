@@ -11,7 +11,7 @@
 //! an info change), when the table is full (the least recently used), or at
 //! teardown. Nothing here allocates per picture.
 
-use super::rga::{self, RgaBuffer, RgaLib};
+use super::rga::{self, ImRect, RgaBuffer, RgaLib};
 use super::rknn::RknnModel;
 use super::rknn_sys::RknnLib;
 use crate::detect::coco::CocoLabels;
@@ -28,6 +28,12 @@ const CLASSES: usize = 80;
 
 /// The zoo's NMS threshold.
 const IOU_THRESHOLD: f32 = 0.45;
+
+/// The letterbox border: YOLO's grey, in each of R, G and B.
+const BORDER: u8 = 114;
+
+/// RGA3 wants YUV width strides in multiples of this (rockchip-api.md).
+const RGA3_STRIDE_ALIGN: usize = 16;
 
 /// Which output layout the model has (rknn_model_zoo's exports).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +62,9 @@ pub struct NpuDetector {
     imports: Vec<Import>,
     post: YoloPostprocess,
     layout: YoloLayout,
+    /// Where the last picture went in the input: the border around it is
+    /// written by the CPU only when this changes.
+    placed: Option<ImRect>,
     uses: u64,
     /// Imports released early because the table was full.
     pub evicted_imports: u64,
@@ -99,6 +108,7 @@ impl NpuDetector {
             imports: Vec::with_capacity(imports.max(1)),
             post: YoloPostprocess::new(w, h, CLASSES, IOU_THRESHOLD),
             layout,
+            placed: None,
             uses: 0,
             evicted_imports: 0,
         })
@@ -113,6 +123,12 @@ impl NpuDetector {
     fn import(&mut self, p: &Nv12<'_>, dma: DmaBuf) -> Result<usize, DetectError> {
         self.uses += 1;
         let geometry = (p.width, p.height, p.stride, p.rows);
+        if !p.stride.is_multiple_of(RGA3_STRIDE_ALIGN) {
+            return Err(DetectError::BadImage(format!(
+                "NV12 stride {} is not a multiple of {RGA3_STRIDE_ALIGN}, as RGA3 needs",
+                p.stride
+            )));
+        }
         if let Some(i) = self
             .imports
             .iter()
@@ -179,13 +195,19 @@ impl Detector for NpuDetector {
         check_image(&image)?;
         let i = self.import(&p, dma)?;
         let (w, h, _) = self.model.input_shape();
+        let rect = rga::letterbox_rect(p.width, p.height, w, h);
+        if self.placed != Some(rect) {
+            // The CPU writes the border (RGA2, the only core that fills,
+            // cannot reach memory above 4 GiB), flushed before RGA writes
+            // the picture so no cache line lands on top of it later.
+            self.model.input_mut().fill(BORDER);
+            self.model.flush_input().map_err(engine)?;
+            self.placed = Some(rect);
+        }
         self.input
-            .letterbox_from(
-                &self.imports[i].buffer,
-                rga::letterbox_rect(p.width, p.height, w, h),
-            )
+            .scale_into(&self.imports[i].buffer, rect)
             .map_err(engine)?;
-        self.model.run(false).map_err(engine)?;
+        self.model.run().map_err(engine)?;
         let model = &self.model;
         let t = |i: usize| -> Result<(RawTensor<'_>, (usize, usize)), DetectError> {
             let (tensor, dims) = model

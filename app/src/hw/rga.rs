@@ -9,6 +9,15 @@
 //! passed and returned by value; vigil never reads its fields, so it is an
 //! opaque, 8-aligned 96-byte value, which the C ABI passes the same way on
 //! x86-64 and aarch64 (a composite over 16 bytes goes by reference).
+//!
+//! vigil asks RGA only to scale and convert (`improcess`), never to fill:
+//! on the RK3588 only the RGA2 core fills, and RGA2 reaches only memory
+//! below 4 GiB, which the NPU's input buffer (allocated by librknnrt) need
+//! not be on a board with more RAM. The two RGA3 cores scale and convert at
+//! any address; the letterbox border is written by the CPU instead, once
+//! per picture geometry (`npu`). The decoder's buffers come from a DMA32
+//! group anyway (`mpp`). RGA3 wants YUV width strides aligned to 16, which
+//! `npu` checks before importing a picture.
 
 use super::loader::{Lib, LoadError};
 use crate::detect::yolo::Letterbox;
@@ -24,9 +33,6 @@ pub const FORMAT_RGB_888: i32 = 0x200;
 pub const FORMAT_NV12: i32 = 0xA00;
 /// `IM_SYNC`.
 const IM_SYNC: i32 = 0x80000;
-/// The letterbox border, YOLO's grey 114 in each of R, G and B: librga
-/// reads the fill colour as `im_color_t`, bytes R, G, B, A from the low end.
-pub const BORDER: i32 = 0x0072_7272;
 
 /// `rga_buffer_t`, opaque.
 #[repr(C, align(8))]
@@ -69,7 +75,6 @@ pub struct RgaLib {
     importbuffer_fd: unsafe extern "C" fn(i32, *mut HandleParam) -> u32,
     releasebuffer_handle: unsafe extern "C" fn(u32) -> i32,
     wrapbuffer_handle_t: unsafe extern "C" fn(u32, i32, i32, i32, i32, i32) -> RgaBufferT,
-    imfill_t: unsafe extern "C" fn(RgaBufferT, ImRect, i32, i32) -> i32,
     improcess: unsafe extern "C" fn(
         RgaBufferT,
         RgaBufferT,
@@ -91,7 +96,6 @@ impl RgaLib {
                 importbuffer_fd: lib.sym("importbuffer_fd")?,
                 releasebuffer_handle: lib.sym("releasebuffer_handle")?,
                 wrapbuffer_handle_t: lib.sym("wrapbuffer_handle_t")?,
-                imfill_t: lib.sym("imfill_t")?,
                 improcess: lib.sym("improcess")?,
                 lib,
             })
@@ -171,32 +175,22 @@ impl RgaBuffer {
         })
     }
 
-    /// Fills the whole buffer with the letterbox border, then scales `src`
-    /// into `dst_rect` (converting NV12 to RGB), synchronously.
-    pub fn letterbox_from(&mut self, src: &RgaBuffer, dst_rect: ImRect) -> Result<(), RgaError> {
-        let lib = &self.lib;
-        let whole = ImRect {
-            x: 0,
-            y: 0,
-            width: self.width,
-            height: self.height,
-        };
+    /// Scales `src` into `dst_rect` of this buffer, converting NV12 to
+    /// RGB, synchronously; the rest of the buffer is left as it is (the
+    /// caller writes the letterbox border, see `npu`).
+    pub fn scale_into(&mut self, src: &RgaBuffer, dst_rect: ImRect) -> Result<(), RgaError> {
         let src_rect = ImRect {
             x: 0,
             y: 0,
             width: src.width,
             height: src.height,
         };
-        // SAFETY: both buffers are live imports; `pat` is unused (usage 0
-        // flags beyond IM_SYNC), passed as an all-zero buffer as librga does.
+        // SAFETY: both buffers are live imports; `pat` is unused (usage has
+        // no pattern flags beyond IM_SYNC), passed all-zero as librga does.
         unsafe {
             check(
-                "imfill_t",
-                (lib.imfill_t)(self.buffer, whole, BORDER, IM_SYNC),
-            )?;
-            check(
                 "improcess",
-                (lib.improcess)(
+                (self.lib.improcess)(
                     src.buffer,
                     self.buffer,
                     RgaBufferT([0; 96]),

@@ -208,18 +208,21 @@ impl RknnModel {
         }
     }
 
-    /// Runs the model on what is in the input buffer. `cpu_wrote_input`
-    /// flushes the CPU's cache first (RGA writes need no flush).
-    pub fn run(&mut self, cpu_wrote_input: bool) -> Result<(), RknnError> {
+    /// Writes the CPU's cached writes to the input buffer back to memory,
+    /// so the NPU (and RGA writing after this) see them.
+    pub fn flush_input(&mut self) -> Result<(), RknnError> {
+        // SAFETY: a live context with its input memory bound.
+        check("rknn_mem_sync(input)", unsafe {
+            (self.lib.mem_sync)(self.ctx, self.input, sys::SYNC_TO_DEVICE)
+        })
+    }
+
+    /// Runs the model on what is in the input buffer (written by RGA, or by
+    /// the CPU followed by [`RknnModel::flush_input`]).
+    pub fn run(&mut self) -> Result<(), RknnError> {
         let lib = &self.lib;
         // SAFETY: a live context with its memory bound.
         unsafe {
-            if cpu_wrote_input {
-                check(
-                    "rknn_mem_sync(input)",
-                    (lib.mem_sync)(self.ctx, self.input, sys::SYNC_TO_DEVICE),
-                )?;
-            }
             check("rknn_run", (lib.run)(self.ctx, std::ptr::null_mut()))?;
             for (_, mem) in &self.outputs {
                 check(
