@@ -5,6 +5,10 @@
 #   make cross       aarch64 release binary (Debian's rustc-web) for the RK3588 board
 #   make test-cross  the library's unit tests and the hardware-double tests (hw_mpp,
 #                    hw_npu) built for aarch64, run under qemu-aarch64-static
+#   make flash IMAGE=... DEVICE=/dev/sdX | LOADER=...   write a board's SD card or eMMC
+#   make image-qemu  the emulated board's disk image (target/qemu-virt/)
+#   make boot-qemu   boot it in the foreground; status page on 127.0.0.1:$(QEMU_HTTP_PORT)
+#   make test-board  boot it (normal boot and A/B rollback) and check /api/status
 #   make rknn-model ONNX=model.onnx KIND=yolov8|yolov5|yolox
 #                    convert a YOLO ONNX (rknn_model_zoo export) to .rknn for the RK3588
 #                    NPU with rknn-toolkit2 in a venv (5.6 GB: torch); not run by CI
@@ -20,7 +24,7 @@ VIGIL := target/release/vigil
 LISTEN ?= 127.0.0.1:8080
 
 .PHONY: all deps model sample build run test system lint bench clean help \
-	deps-cross deps-test-cross cross test-cross rknn-venv rknn-model
+	deps-cross deps-test-cross cross test-cross deps-board image-qemu boot-qemu test-board flash rknn-venv rknn-model
 
 all: build
 
@@ -171,6 +175,36 @@ rknn-model:
 	'$(RKNN_VENV)/bin/python' scripts/rknn-convert.py --onnx '$(ONNX)' --kind '$(KIND)' \
 		--out '$(RKNN_OUT)' $(if $(DATASET),--dataset '$(DATASET)') $(if $(NO_QUANT),--no-quant) \
 		$(if $(CLASSES),--classes '$(CLASSES)') $(if $(INPUT_SIZE),--input-size '$(INPUT_SIZE)')
+
+# --- the emulated board (QEMU aarch64 `virt`) --------------------------------
+# The firmware's boot flow without a board: the same GPT layout, U-Boot A/B
+# script and rootfs-overlay, Debian's arm64 kernel and busybox, the
+# cross-built vigil on the sample clip (software backends). board/qemu-virt/.
+QEMU_IMAGE_DIR := $(or $(CARGO_TARGET_DIR),target)/qemu-virt
+QEMU_HTTP_PORT ?= 18080
+
+deps-board:
+	@bash scripts/install-deps.sh cross board
+
+image-qemu: deps-board cross model sample
+	VIGIL_BIN='$(CROSS_VIGIL)' MODEL='$(MODEL)' SAMPLE='$(SAMPLE)' \
+		bash board/qemu-virt/build-image.sh '$(QEMU_IMAGE_DIR)'
+
+boot-qemu: image-qemu
+	QEMU_HTTP_PORT=$(QEMU_HTTP_PORT) bash board/qemu-virt/boot-qemu.sh '$(QEMU_IMAGE_DIR)'
+
+# Boots the image twice (normal boot, then rollback from an empty slot B) and
+# checks /api/status from outside; prints the boot-to-status times.
+test-board: image-qemu
+	bash board/qemu-virt/test-boot.sh '$(QEMU_IMAGE_DIR)'
+
+# Writes a Yocto image to a board (board/README.md): an SD card in a reader,
+#   make flash IMAGE=vigil-image-rock-5b.rootfs.wic.gz DEVICE=/dev/sdX
+# or the eMMC of a board in maskrom mode over USB,
+#   make flash IMAGE=... LOADER=rk3588_spl_loader_v1.xx.bin
+flash:
+	@if [ -n '$(LOADER)' ]; then bash scripts/flash.sh maskrom '$(IMAGE)' '$(LOADER)'; \
+	else bash scripts/flash.sh sd '$(IMAGE)' '$(DEVICE)'; fi
 
 clean:
 	$(CARGO) clean

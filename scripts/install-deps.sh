@@ -57,11 +57,13 @@ PKGS_browser=(chromium)
 PKGS_cross=(rustc-web cargo-web libstd-rust-web-dev:arm64
   gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross
   libc6:arm64 libstdc++6:arm64 qemu-user-static file)
+PKGS_board=(qemu-system-arm u-boot-qemu u-boot-tools cpio kmod genimage mtools
+  dosfstools e2fsprogs fdisk curl)
 PKGS_rtsp=(python3-gi gir1.2-gst-rtsp-server-1.0
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools)
 
-want_build=0 want_media=0 want_rtsp=0 want_promtool=0 want_browser=0 want_cross=0
+want_build=0 want_media=0 want_rtsp=0 want_promtool=0 want_browser=0 want_cross=0 want_board=0
 [ $# -eq 0 ] && set -- all
 for g in "$@"; do
   case $g in
@@ -71,10 +73,11 @@ for g in "$@"; do
     promtool) want_promtool=1 ;;
     browser)  want_browser=1 ;;
     cross)    want_cross=1 ;;
+    board)    want_board=1 ;;
     run)      want_build=1 want_media=1 want_rtsp=1 ;;
     test|all) want_build=1 want_media=1 want_rtsp=1 want_promtool=1 want_browser=1 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown group '$g' (build, media, rtsp, promtool, browser, run, test, all, cross)" ;;
+    *) die "unknown group '$g' (build, media, rtsp, promtool, browser, run, test, all, cross, board)" ;;
   esac
 done
 
@@ -84,6 +87,7 @@ pkgs=()
 [ $want_rtsp = 1 ] && pkgs+=("${PKGS_rtsp[@]}")
 [ $want_browser = 1 ] && pkgs+=("${PKGS_browser[@]}")
 [ $want_cross = 1 ] && pkgs+=("${PKGS_cross[@]}")
+[ $want_board = 1 ] && pkgs+=("${PKGS_board[@]}")
 
 # The stamp records exactly what this run was asked for (packages, promtool,
 # darknet mode), so a different group or mode never reuses it.

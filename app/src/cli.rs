@@ -14,6 +14,7 @@ use crate::hw::rga::RgaLib;
 use crate::hw::rknn_sys::RknnLib;
 use crate::hw::{self, Backend, BackendChoice};
 use crate::pipeline::{self, Parts, Pipeline};
+use crate::watchdog::Watchdog;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -179,6 +180,12 @@ fn check_config(path: &std::path::Path) -> i32 {
         backend.as_str()
     );
     println!("{budget}");
+    // For scripts (the board's vigil-supervise sets the cgroup limit from it).
+    println!(
+        "budget_bytes={} limit_bytes={}",
+        budget.total(),
+        config.memory_limit
+    );
     if budget.fits() {
         0
     } else {
@@ -290,7 +297,30 @@ fn run(a: RunArgs) -> i32 {
         pipeline.stop();
         return 1;
     }
-    let code = monitor(&pipeline, config.memory_limit, a.status_every.unwrap_or(30));
+    let watchdog = match &config.watchdog.device {
+        None => None,
+        Some(device) => match Watchdog::open(device, config.watchdog.timeout) {
+            Ok(w) => {
+                log::info!(
+                    "watchdog {} armed ({}s), petted while the pipeline is healthy",
+                    device.display(),
+                    config.watchdog.timeout.as_secs()
+                );
+                Some(w)
+            }
+            Err(e) => {
+                log::error!("{e} (`watchdog.device`)");
+                pipeline.stop();
+                return 1;
+            }
+        },
+    };
+    let code = monitor(
+        &pipeline,
+        config.memory_limit,
+        a.status_every.unwrap_or(30),
+        watchdog,
+    );
     pipeline.stop();
     log::info!("stopped");
     code
@@ -456,11 +486,17 @@ fn release_load_garbage() {
 /// Samples once a second until shutdown; enforces the memory limit (three
 /// consecutive readings over it stop the process with [`EXIT_MEMORY`], so the
 /// service manager restarts it before the kernel's OOM killer picks a victim).
-fn monitor(pipeline: &Pipeline, limit: u64, status_every: u64) -> i32 {
+fn monitor(
+    pipeline: &Pipeline,
+    limit: u64,
+    status_every: u64,
+    mut watchdog: Option<Watchdog>,
+) -> i32 {
     let shutdown = pipeline.shutdown_handle();
     let mut state = pipeline.monitor_state();
     let mut over = 0;
     let mut last_status = Instant::now();
+    let mut pipeline_down = false;
     while !shutdown.is_requested() {
         std::thread::sleep(Duration::from_secs(1));
         pipeline.sample(&mut state);
@@ -477,10 +513,24 @@ fn monitor(pipeline: &Pipeline, limit: u64, status_every: u64) -> i32 {
         } else {
             over = 0;
         }
+        // Pet only a healthy pipeline: a dead decoder or worker thread, or
+        // RSS over the limit, lets the watchdog reset the board.
+        if let Some(w) = watchdog.as_mut() {
+            let alive = pipeline.threads_alive();
+            if alive && over == 0 {
+                w.pet();
+            } else if !alive && !pipeline_down {
+                log::error!("a pipeline thread has stopped; no longer petting the watchdog");
+            }
+            pipeline_down = !alive;
+        }
         if status_every > 0 && last_status.elapsed() >= Duration::from_secs(status_every) {
             last_status = Instant::now();
             log_status(pipeline, &state);
         }
+    }
+    if let Some(w) = watchdog {
+        w.disarm();
     }
     0
 }

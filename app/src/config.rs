@@ -43,6 +43,8 @@ pub struct Config {
     pub backend: crate::hw::BackendChoice,
     /// Where and how the hardware backends run.
     pub hardware: HardwareConfig,
+    /// The hardware watchdog vigil pets while healthy.
+    pub watchdog: WatchdogConfig,
     /// The cameras, in file order.
     pub cameras: Vec<CameraConfig>,
 }
@@ -155,6 +157,15 @@ pub struct HardwareConfig {
     /// Where the device nodes are looked for (`/dev`; tests point it at a
     /// directory of stand-ins).
     pub dev_dir: PathBuf,
+}
+
+/// The hardware watchdog (`crate::watchdog`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WatchdogConfig {
+    /// The device (`/dev/watchdog` on a board); none: no watchdog.
+    pub device: Option<PathBuf>,
+    /// Reset the board when not petted for this long.
+    pub timeout: Duration,
 }
 
 /// One camera.
@@ -340,6 +351,8 @@ struct RawConfig {
     backend: Option<Spanned<String>>,
     #[serde(default)]
     hardware: RawHardware,
+    #[serde(default)]
+    watchdog: RawWatchdog,
     #[serde(default, rename = "camera")]
     cameras: Vec<RawCamera>,
 }
@@ -363,6 +376,13 @@ struct RawRuntime {
 struct RawEvents {
     ring_capacity: Option<Count<1, 1_000_000>>,
     track_timeout: Option<Seconds>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWatchdog {
+    device: Option<PathBuf>,
+    timeout: Option<Spanned<Seconds>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -575,6 +595,22 @@ impl RawConfig {
                     .hardware
                     .dev_dir
                     .unwrap_or_else(|| PathBuf::from("/dev")),
+            },
+            watchdog: WatchdogConfig {
+                device: self.watchdog.device,
+                timeout: match &self.watchdog.timeout {
+                    None => Duration::from_secs(30),
+                    Some(t) if (5..=600).contains(&t.get_ref().0.as_secs()) => t.get_ref().0,
+                    Some(t) => {
+                        report(
+                            "watchdog.timeout".into(),
+                            t.span(),
+                            "must be between 5s and 10m (vigil pets the watchdog every second)"
+                                .into(),
+                        );
+                        Duration::from_secs(30)
+                    }
+                },
             },
             cameras,
         }
@@ -991,6 +1027,12 @@ mod tests {
         .unwrap();
         assert_eq!(c.detector.kind.as_str(), "yolox");
         assert_eq!(c.hardware.dev_dir, Path::new("/tmp/d"));
+        let e = err("[watchdog]\ndevice = \"/dev/watchdog\"\ntimeout = \"2s\"\n");
+        assert_eq!(
+            (e.0[0].key.as_str(), e.0[0].line),
+            ("watchdog.timeout", Some(3)),
+            "{e}"
+        );
         let e = err("[detector]\nkind = \"yolov9\"\n");
         assert!(
             e.to_string()

@@ -37,6 +37,7 @@ pub mod queue;
 pub mod sampler;
 pub mod shutdown;
 pub mod source;
+pub mod watchdog;
 pub mod web;
 
 // Unit tests that prove "no allocation after warm-up" (file sources, the

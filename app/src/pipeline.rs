@@ -305,6 +305,15 @@ impl Pipeline {
         }
     }
 
+    /// Whether every decoder and inference thread is still running (none
+    /// has panicked or returned): what the watchdog is petted on.
+    pub fn threads_alive(&self) -> bool {
+        self.decoders
+            .iter()
+            .chain(&self.workers)
+            .all(|h| !h.is_finished())
+    }
+
     /// Time since start.
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()

@@ -123,6 +123,8 @@ fn model_file(kind: &str) -> Vec<u8> {
 
 /// Letterboxes a 640x360 grey picture into the model input with RGA,
 /// runs the model `runs` times, and returns the detections of the last run.
+/// `kind` is a fake model's name: "yolov5" or "yolov8", optionally followed
+/// by " nc1hwc2" (native NC1HWC2 outputs, read in place).
 fn infer(kind: &str, runs: usize, doubles: &Doubles) -> Detections {
     use std::os::fd::AsRawFd;
     let rga = Arc::new(RgaLib::load(Some(fakes())).unwrap());
@@ -130,6 +132,20 @@ fn infer(kind: &str, runs: usize, doubles: &Doubles) -> Detections {
     let mut model = RknnModel::load(rknn, &model_file(kind), 1).expect("model");
     let (w, h, c) = model.input_shape();
     assert_eq!((w, h, c), (640, 640, 3));
+    let yolov5 = kind.starts_with("yolov5");
+    let native = kind.ends_with(" nc1hwc2");
+    for i in 0..model.outputs() {
+        assert_eq!(model.output_is_native(i), native, "output {i} of {kind}");
+    }
+    // Cells of the three grids: 80^2 + 40^2 + 20^2. NC1HWC2 pads channels
+    // to blocks of 16: yolov5 255 -> 256; yolov8 64 + 80 + 1 -> 64 + 80 + 16.
+    let channels = match (yolov5, native) {
+        (true, false) => 255,
+        (true, true) => 256,
+        (false, false) => 64 + 80 + 1,
+        (false, true) => 64 + 80 + 16,
+    };
+    assert_eq!(model.bound_bytes(), 640 * 640 * 3 + channels * 8400);
     let picture = nv12_picture(640, 360, 100);
     let src = RgaBuffer::import(
         rga.clone(),
@@ -152,8 +168,8 @@ fn infer(kind: &str, runs: usize, doubles: &Doubles) -> Detections {
         model.run().expect("run");
         let t = |i: usize| model.output(i).expect("output");
         let grid = |dims: &[u32]| (dims[2] as usize, dims[3] as usize);
-        match kind {
-            "yolov5" => {
+        match yolov5 {
+            true => {
                 let heads: Vec<Yolov5Head<'_>> = (0..3)
                     .map(|i| {
                         let (tensor, dims) = t(i);
@@ -168,7 +184,7 @@ fn infer(kind: &str, runs: usize, doubles: &Doubles) -> Detections {
                     .collect();
                 post.yolov5(&heads, 0.5, &mut out).expect("decode");
             }
-            _ => {
+            false => {
                 let heads: Vec<Yolov8Head<'_>> = (0..3)
                     .map(|i| {
                         let (boxes, dims) = t(3 * i);
@@ -229,6 +245,55 @@ fn yolov8_through_rga_and_rknn_in_place() {
     let out = infer("yolov8", 50, &doubles);
     assert_eq!(out.len(), 1, "{out:?}");
     let b = out[0].bbox;
+    for (got, want) in [(b.x0, 270.0), (b.y0, 220.0), (b.x1, 370.0), (b.y1, 420.0)] {
+        assert!((got * 640.0 - want).abs() < 0.5, "{b:?}");
+    }
+    assert_clean(&doubles.rga());
+    assert_clean(&doubles.rknn());
+}
+
+/// Same detections (class, score within 0.01, box within 1 px).
+fn assert_same(native: &Detections, nchw: &Detections) {
+    assert_eq!(native.len(), nchw.len(), "{native:?} vs {nchw:?}");
+    for (a, b) in native.iter().zip(nchw) {
+        assert_eq!(a.class_id, b.class_id, "{a:?} vs {b:?}");
+        assert!((a.score - b.score).abs() < 0.01, "{a:?} vs {b:?}");
+        for (x, y) in [
+            (a.bbox.x0, b.bbox.x0),
+            (a.bbox.y0, b.bbox.y0),
+            (a.bbox.x1, b.bbox.x1),
+            (a.bbox.y1, b.bbox.y1),
+        ] {
+            assert!((x - y).abs() * 640.0 < 1.0, "{a:?} vs {b:?}");
+        }
+    }
+}
+
+#[test]
+fn yolov5_nc1hwc2_outputs_read_in_place_decode_like_nchw() {
+    let _turn = serial();
+    let doubles = Doubles::open();
+    let nchw = infer("yolov5", 5, &doubles);
+    let native = infer("yolov5 nc1hwc2", 20, &doubles);
+    assert_eq!(native.len(), 1, "{native:?}");
+    assert_eq!(native[0].class_id, 0);
+    assert_same(&native, &nchw);
+    assert_clean(&doubles.rga());
+    let r = doubles.rknn();
+    assert_clean(&r);
+    assert_eq!(r["calls"]["rknn_init"], 2);
+    assert_eq!(r["calls"]["rknn_outputs_get"], 0);
+}
+
+#[test]
+fn yolov8_nc1hwc2_outputs_read_in_place_decode_like_nchw() {
+    let _turn = serial();
+    let doubles = Doubles::open();
+    let nchw = infer("yolov8", 5, &doubles);
+    let native = infer("yolov8 nc1hwc2", 20, &doubles);
+    assert_eq!(native.len(), 1, "{native:?}");
+    assert_same(&native, &nchw);
+    let b = native[0].bbox;
     for (got, want) in [(b.x0, 270.0), (b.y0, 220.0), (b.x1, 370.0), (b.y1, 420.0)] {
         assert!((got * 640.0 - want).abs() < 0.5, "{b:?}");
     }
@@ -331,4 +396,64 @@ fn the_npu_detector_imports_each_buffer_once_and_forgets_old_generations() {
     drop(det);
     assert_clean(&doubles.rga());
     assert_clean(&doubles.rknn());
+}
+
+#[test]
+fn the_double_refuses_an_nc1hwc2_binding_other_than_the_native_attr() {
+    use vigil::hw::rknn_sys::{self as sys, TensorAttr};
+    let _turn = serial();
+    let doubles = Doubles::open();
+    let lib = RknnLib::load(Some(fakes())).unwrap();
+    for kind in ["yolov5", "yolov5 nc1hwc2"] {
+        let model = model_file(kind);
+        let mut ctx = 0;
+        // SAFETY: the C signatures of rknn_sys; every pointer outlives its call.
+        unsafe {
+            let init = (lib.init)(
+                &mut ctx,
+                model.as_ptr() as *mut _,
+                model.len() as u32,
+                0,
+                std::ptr::null_mut(),
+            );
+            assert_eq!(init, 0, "{kind}");
+            let mut attr = TensorAttr::default();
+            let q = (lib.query)(
+                ctx,
+                sys::QUERY_NATIVE_OUTPUT_ATTR,
+                (&mut attr as *mut TensorAttr).cast(),
+                size_of::<TensorAttr>() as u32,
+            );
+            assert_eq!(q, 0, "{kind}");
+            if kind == "yolov5" {
+                // An NCHW native model: NC1HWC2 is no attr of it.
+                assert_eq!(attr.fmt, sys::FORMAT_NCHW);
+                attr.fmt = sys::FORMAT_NC1HWC2;
+            } else {
+                assert_eq!(attr.fmt, sys::FORMAT_NC1HWC2);
+                assert_eq!(&attr.dims[..5], [1, 16, 80, 80, 16]);
+                assert_eq!(attr.size_with_stride, 16 * 80 * 80 * 16);
+                // C2 8 is not this model's native layout.
+                attr.dims[4] = 8;
+            }
+            let mem = (lib.create_mem)(ctx, 1 << 22);
+            assert!(!mem.is_null());
+            assert_ne!((lib.set_io_mem)(ctx, mem, &mut attr), 0, "{kind}");
+            assert_eq!((lib.destroy_mem)(ctx, mem), 0);
+            assert_eq!((lib.destroy)(ctx), 0);
+        }
+    }
+    let r = doubles.rknn();
+    let v: Vec<&str> = r["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(v.len(), 2, "{r}");
+    assert!(v[0].contains("native output layout is NCHW"), "{r}");
+    assert!(v[1].contains("is not the native attr"), "{r}");
+    for (k, n) in r["live"].as_object().unwrap() {
+        assert_eq!(n.as_u64(), Some(0), "live {k}: {r}");
+    }
 }

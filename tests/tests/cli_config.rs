@@ -40,6 +40,22 @@ fn check_config_prints_the_budget_by_component() {
         assert!(out.contains(component), "missing {component} in:\n{out}");
     }
     assert!(out.contains("yard: 6 x 1920x1080"), "{out}");
+    // The machine-readable line the board's supervisor reads.
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("budget_bytes="))
+        .expect("a budget_bytes line");
+    let budget: u64 = line["budget_bytes=".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(budget > 100 << 20 && budget < 512 << 20, "{line}");
+    assert!(
+        line.ends_with(&format!("limit_bytes={}", 512u64 << 20)),
+        "{line}"
+    );
 }
 
 #[test]

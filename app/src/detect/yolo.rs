@@ -46,6 +46,10 @@ pub const YOLOV5_COCO_ANCHORS: [[[f32; 2]; 3]; 3] = [
 ];
 
 /// One raw output tensor as the runtime hands it over.
+///
+/// The decoders index every tensor NCHW-linearly (`channel * H * W + row * W
+/// + col`); a tensor kept in the NPU's native layout maps that logical index
+/// to its own offset ([`RawTensor::I8Nc1hwc2`]), so it is read in place.
 #[derive(Clone, Copy, Debug)]
 pub enum RawTensor<'a> {
     /// Float output.
@@ -59,13 +63,137 @@ pub enum RawTensor<'a> {
         /// The tensor's scale (positive).
         scale: f32,
     },
+    /// Affine-quantised int8 output in RKNPU2's native NC1HWC2 layout
+    /// (`[1, C1, H, W, C2]`, C1 = ceil(C / C2), rows `w_stride` cells long):
+    /// the logical NCHW element (c, row, col) is at
+    /// `((c / c2) * height * w_stride + row * w_stride + col) * c2 + c % c2`.
+    /// Padding channels and columns are never read. Build it with
+    /// [`RawTensor::i8_nc1hwc2`] to have the shape checked up front (the
+    /// decoders check it again).
+    I8Nc1hwc2 {
+        /// The quantised values, `ceil(channels / c2) * height * w_stride * c2`
+        /// of them at least.
+        data: &'a [i8],
+        /// The tensor's zero point.
+        zero_point: i32,
+        /// The tensor's scale (positive).
+        scale: f32,
+        /// Logical channels (C of NCHW).
+        channels: usize,
+        /// Rows (H).
+        height: usize,
+        /// Columns (W).
+        width: usize,
+        /// Cells per stored row (W plus padding).
+        w_stride: usize,
+        /// Channels per block (C2; 16 for int8 on RK3588).
+        c2: usize,
+    },
 }
 
-impl RawTensor<'_> {
+impl<'a> RawTensor<'a> {
+    /// An NC1HWC2 int8 tensor, refused with a clear error when `data` is too
+    /// short for the shape, `c2` is 0 or `w_stride` is less than `width`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn i8_nc1hwc2(
+        data: &'a [i8],
+        zero_point: i32,
+        scale: f32,
+        channels: usize,
+        height: usize,
+        width: usize,
+        w_stride: usize,
+        c2: usize,
+    ) -> Result<RawTensor<'a>, DetectError> {
+        let t = RawTensor::I8Nc1hwc2 {
+            data,
+            zero_point,
+            scale,
+            channels,
+            height,
+            width,
+            w_stride,
+            c2,
+        };
+        match t.layout_error() {
+            None => Ok(t),
+            Some(why) => Err(DetectError::Engine(why)),
+        }
+    }
+
     fn len(&self) -> usize {
         match self {
             RawTensor::F32(d) => d.len(),
             RawTensor::I8 { data, .. } => data.len(),
+            RawTensor::I8Nc1hwc2 {
+                channels,
+                height,
+                width,
+                ..
+            } => channels.saturating_mul(*height).saturating_mul(*width),
+        }
+    }
+
+    /// For an NC1HWC2 tensor: why its shape is unusable or `data` does not
+    /// hold all of it, if so.
+    fn layout_error(&self) -> Option<String> {
+        let RawTensor::I8Nc1hwc2 {
+            data,
+            channels,
+            height,
+            width,
+            w_stride,
+            c2,
+            ..
+        } = *self
+        else {
+            return None;
+        };
+        if c2 == 0 {
+            return Some("NC1HWC2 tensor with C2 = 0 channels per block".into());
+        }
+        if w_stride < width {
+            return Some(format!(
+                "NC1HWC2 tensor: row stride {w_stride} is less than its width {width}"
+            ));
+        }
+        let need = channels
+            .div_ceil(c2)
+            .checked_mul(height)
+            .and_then(|n| n.checked_mul(w_stride))
+            .and_then(|n| n.checked_mul(c2));
+        match need {
+            Some(need) if data.len() >= need => None,
+            _ => Some(format!(
+                "NC1HWC2 tensor [1, {}, {height}, {width}, {c2}] (w_stride {w_stride}) needs {} \
+                 values, the buffer holds {}",
+                channels.div_ceil(c2),
+                need.map_or_else(|| "more than usize::MAX".to_string(), |n| n.to_string()),
+                data.len()
+            )),
+        }
+    }
+
+    /// The raw int8 value at logical (NCHW-linear) index `i` of an int8
+    /// tensor; `None` for a float one.
+    #[inline]
+    fn raw_i8(&self, i: usize) -> Option<i8> {
+        match *self {
+            RawTensor::F32(_) => None,
+            RawTensor::I8 { data, .. } => Some(data[i]),
+            RawTensor::I8Nc1hwc2 {
+                data,
+                height,
+                width,
+                w_stride,
+                c2,
+                ..
+            } => {
+                let plane = height * width;
+                let (c, cell) = (i / plane, i % plane);
+                let (row, col) = (cell / width, cell % width);
+                Some(data[((c / c2) * height * w_stride + row * w_stride + col) * c2 + c % c2])
+            }
         }
     }
 
@@ -78,6 +206,12 @@ impl RawTensor<'_> {
                 zero_point,
                 scale,
             } => (i32::from(data[i]) - zero_point) as f32 * scale,
+            RawTensor::I8Nc1hwc2 {
+                zero_point, scale, ..
+            } => {
+                let q = self.raw_i8(i).unwrap_or_default();
+                (i32::from(q) - zero_point) as f32 * scale
+            }
         }
     }
 
@@ -98,7 +232,7 @@ impl RawTensor<'_> {
                 }
                 best
             }
-            RawTensor::I8 { .. } if count == 0 => (0, f32::NEG_INFINITY),
+            _ if count == 0 => (0, f32::NEG_INFINITY),
             RawTensor::I8 { data, .. } => {
                 let mut best = (0, i8::MIN);
                 for k in 0..count {
@@ -109,10 +243,20 @@ impl RawTensor<'_> {
                 }
                 (best.0, self.get(start + best.0 * step))
             }
+            RawTensor::I8Nc1hwc2 { .. } => {
+                let mut best = (0, i8::MIN);
+                for k in 0..count {
+                    let v = self.raw_i8(start + k * step).unwrap_or(i8::MIN);
+                    if k == 0 || v > best.1 {
+                        best = (k, v);
+                    }
+                }
+                (best.0, self.get(start + best.0 * step))
+            }
         }
     }
 
-    /// Checks the length and, for int8, the scale.
+    /// Checks the length, for int8 the scale, and for NC1HWC2 the layout.
     fn check(&self, what: &str, head: usize, expected: usize) -> Result<(), DetectError> {
         if self.len() != expected {
             return Err(DetectError::Engine(format!(
@@ -120,14 +264,17 @@ impl RawTensor<'_> {
                 self.len()
             )));
         }
-        if let RawTensor::I8 { scale, .. } = *self {
+        if let RawTensor::I8 { scale, .. } | RawTensor::I8Nc1hwc2 { scale, .. } = *self {
             if !(scale > 0.0 && scale.is_finite()) {
                 return Err(DetectError::Engine(format!(
                     "head {head} {what}: quantisation scale {scale} is not positive"
                 )));
             }
         }
-        Ok(())
+        match self.layout_error() {
+            None => Ok(()),
+            Some(why) => Err(DetectError::Engine(format!("head {head} {what}: {why}"))),
+        }
     }
 }
 
@@ -799,6 +946,231 @@ mod tests {
         assert!(post.yolov8(&[head], 0.25, &mut out).is_err());
     }
 
+    // ---- NC1HWC2 (the NPU's native layout) ----
+
+    /// Channels per block, as RK3588 uses for int8.
+    const C2: usize = 16;
+    /// What the padding holds: a correct decoder never reads it, and were it
+    /// read this value would win every argmax.
+    const POISON: i8 = 127;
+
+    /// An int8 tensor laid out NC1HWC2, rows padded to `gw + 3` cells.
+    struct Native {
+        data: Vec<i8>,
+        channels: usize,
+        gh: usize,
+        gw: usize,
+        ws: usize,
+    }
+
+    impl Native {
+        /// Re-lays NCHW `q` (`gh` x `gw` planes) out as NC1HWC2 with [`C2`]
+        /// channels per block.
+        fn from_nchw(q: &[i8], gh: usize, gw: usize) -> Native {
+            let channels = q.len() / (gh * gw);
+            let ws = gw + 3;
+            let mut data = vec![POISON; channels.div_ceil(C2) * gh * ws * C2];
+            for c in 0..channels {
+                for row in 0..gh {
+                    for col in 0..gw {
+                        data[((c / C2) * gh * ws + row * ws + col) * C2 + c % C2] =
+                            q[(c * gh + row) * gw + col];
+                    }
+                }
+            }
+            Native {
+                data,
+                channels,
+                gh,
+                gw,
+                ws,
+            }
+        }
+
+        fn tensor(&self, zero_point: i32, scale: f32) -> RawTensor<'_> {
+            RawTensor::i8_nc1hwc2(
+                &self.data,
+                zero_point,
+                scale,
+                self.channels,
+                self.gh,
+                self.gw,
+                self.ws,
+                C2,
+            )
+            .expect("a whole NC1HWC2 tensor")
+        }
+    }
+
+    fn run_v5_native(heads: &[Nchw; 3]) -> Detections {
+        let native: Vec<Native> = heads
+            .iter()
+            .map(|h| Native::from_nchw(&quantise(&h.data, -128, 1.0 / 255.0), h.gh, h.gw))
+            .collect();
+        let raw: Vec<Yolov5Head<'_>> = native
+            .iter()
+            .enumerate()
+            .map(|(i, n)| Yolov5Head {
+                tensor: n.tensor(-128, 1.0 / 255.0),
+                grid_h: n.gh,
+                grid_w: n.gw,
+                anchors: YOLOV5_COCO_ANCHORS[i],
+            })
+            .collect();
+        let mut post = YoloPostprocess::new(INPUT, INPUT, C, 0.45);
+        let mut out = Detections::new();
+        post.yolov5(&raw, 0.25, &mut out).unwrap();
+        out
+    }
+
+    fn run_v8_native(boxes: &Nchw, scores: &Nchw, sum: Option<&Nchw>) -> Detections {
+        let (gh, gw) = (boxes.gh, boxes.gw);
+        let nb = Native::from_nchw(&quantise(&boxes.data, 0, 20.0 / 127.0), gh, gw);
+        let ns = Native::from_nchw(&quantise(&scores.data, -128, 1.0 / 255.0), gh, gw);
+        let nsum = sum.map(|s| Native::from_nchw(&quantise(&s.data, -128, 3.0 / 255.0), gh, gw));
+        let head = Yolov8Head {
+            boxes: nb.tensor(0, 20.0 / 127.0),
+            scores: ns.tensor(-128, 1.0 / 255.0),
+            score_sum: nsum.as_ref().map(|n| n.tensor(-128, 3.0 / 255.0)),
+            grid_h: gh,
+            grid_w: gw,
+        };
+        let mut post = YoloPostprocess::new(INPUT, INPUT, C, 0.45);
+        let mut out = Detections::new();
+        post.yolov8(&[head], 0.25, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn nc1hwc2_maps_logical_indices_to_native_offsets() {
+        // 20 channels (C1 = 2, 12 padding channels in the second block), 2x3 cells,
+        // rows of 6 cells: every logical value is found where NCHW puts it.
+        let q: Vec<i8> = (0..20 * 2 * 3).map(|v| (v % 100) as i8).collect();
+        let n = Native::from_nchw(&q, 2, 3);
+        assert_eq!(n.data.len(), 2 * 2 * 6 * 16);
+        let t = n.tensor(0, 1.0);
+        assert_eq!(t.len(), q.len());
+        for (i, &v) in q.iter().enumerate() {
+            assert_eq!(t.get(i), f32::from(v), "logical {i}");
+        }
+        // Channels 1, 10, 19 (the last in the second block) of cell (1, 2):
+        // values 11, 65, 19.
+        let cell = 3 + 2;
+        assert_eq!(t.argmax(6 + cell, 9 * 6, 3), (1, 65.0));
+        assert_eq!(t.argmax(19 * 6 + cell, 6, 1), (0, 19.0));
+    }
+
+    #[test]
+    fn yolov5_nc1hwc2_decodes_like_nchw() {
+        let mut heads = v5_heads();
+        assert!(run_v5_native(&heads).is_empty());
+        // The scene of `yolov5_neighbouring_cells_merge`: 24 channels per
+        // head, so anchor 1 and 2 straddle the two channel blocks.
+        v5_object(
+            &mut heads[0],
+            1,
+            3,
+            5,
+            [0.5, 0.75, 0.5, 0.5],
+            0.9,
+            [0.1, 0.8, 0.2],
+        );
+        v5_object(
+            &mut heads[0],
+            1,
+            3,
+            6,
+            [0.02, 0.75, 0.5, 0.5],
+            0.7,
+            [0.1, 0.8, 0.2],
+        );
+        v5_object(
+            &mut heads[1],
+            0,
+            2,
+            2,
+            [0.625, 0.25, 0.365, 0.35],
+            0.6,
+            [0.0, 0.9, 0.0],
+        );
+        v5_object(
+            &mut heads[0],
+            2,
+            3,
+            5,
+            [0.5, 0.75, 0.35, 0.57],
+            0.85,
+            [0.9, 0.0, 0.0],
+        );
+        let (nchw, native) = (run_v5(&heads, true), run_v5_native(&heads));
+        assert_eq!(nchw.len(), 2, "{nchw:?}");
+        assert_eq!(native, nchw);
+    }
+
+    #[test]
+    fn yolov8_nc1hwc2_decodes_like_nchw() {
+        let (mut boxes, mut scores, sum) = v8_tensors();
+        for s in [None, Some(&sum)] {
+            let native = run_v8_native(&boxes, &scores, s);
+            assert_eq!(native.len(), 1);
+            assert_eq!(native, run_v8(&boxes, &scores, s, true));
+            assert_box(native[0].bbox, [12.0, 12.0, 52.0, 56.0], 0.05);
+        }
+        // With the neighbouring cell of `yolov8_neighbouring_cells_merge`.
+        for (side, d) in [3.0, 1.0, 2.0, 4.5].into_iter().enumerate() {
+            v8_side(&mut boxes, side, 2, 4, d);
+        }
+        scores.set(2, 2, 4, 0.6);
+        let native = run_v8_native(&boxes, &scores, None);
+        assert_eq!(native, run_v8(&boxes, &scores, None, true));
+        let empty = (Nchw::new(4 * BINS, 8, 8), Nchw::new(C, 8, 8));
+        assert!(run_v8_native(&empty.0, &empty.1, None).is_empty());
+    }
+
+    #[test]
+    fn a_short_or_malformed_nc1hwc2_tensor_is_a_clear_error() {
+        // 24 channels of 4x4 with stride 5: 2 blocks x 4 rows x 5 x 16 = 640.
+        let q = vec![0i8; 639];
+        let why = |e: DetectError| match e {
+            DetectError::Engine(why) => why,
+            e => panic!("{e}"),
+        };
+        let e = why(RawTensor::i8_nc1hwc2(&q, 0, 1.0, 24, 4, 4, 5, C2).unwrap_err());
+        assert!(
+            e.contains("needs 640 values") && e.contains("holds 639"),
+            "{e}"
+        );
+        let e = why(RawTensor::i8_nc1hwc2(&q, 0, 1.0, 24, 4, 4, 5, 0).unwrap_err());
+        assert!(e.contains("C2 = 0"), "{e}");
+        let e = why(RawTensor::i8_nc1hwc2(&q, 0, 1.0, 24, 4, 4, 3, C2).unwrap_err());
+        assert!(e.contains("row stride 3 is less than its width 4"), "{e}");
+        // Built directly, the decoder refuses it before reading.
+        let head = Yolov5Head {
+            tensor: RawTensor::I8Nc1hwc2 {
+                data: &q,
+                zero_point: 0,
+                scale: 1.0,
+                channels: 3 * (5 + C),
+                height: 4,
+                width: 4,
+                w_stride: 5,
+                c2: C2,
+            },
+            grid_h: 4,
+            grid_w: 4,
+            anchors: YOLOV5_COCO_ANCHORS[0],
+        };
+        let mut post = YoloPostprocess::new(INPUT, INPUT, C, 0.45);
+        let mut out = Detections::new();
+        let e = why(post.yolov5(&[head], 0.25, &mut out).unwrap_err());
+        assert!(
+            e.starts_with("head 0 output: NC1HWC2") && e.contains("holds 639"),
+            "{e}"
+        );
+        let q = vec![0i8; 640];
+        assert!(RawTensor::i8_nc1hwc2(&q, 0, 1.0, 24, 4, 4, 5, C2).is_ok());
+    }
+
     // ---- YOLOX ----
 
     fn run_yolox(t: &Nchw, quantised: bool) -> Detections {
@@ -923,6 +1295,11 @@ mod tests {
             grid_h: 8,
             grid_w: 8,
         }];
+        let nb = Native::from_nchw(&q, 8, 8);
+        let v8n = [Yolov8Head {
+            boxes: nb.tensor(0, 20.0 / 127.0),
+            ..v8[0]
+        }];
         let mut x = Nchw::new(5 + C, 4, 4);
         yolox_object(
             &mut x,
@@ -944,6 +1321,8 @@ mod tests {
             post.yolov5(&v5, 0.25, &mut out).unwrap();
             assert_eq!(out.len(), 1);
             post.yolov8(&v8, 0.25, &mut out).unwrap();
+            assert_eq!(out.len(), 1);
+            post.yolov8(&v8n, 0.25, &mut out).unwrap();
             assert_eq!(out.len(), 1);
             post.yolox(&yx, 0.25, &mut out).unwrap();
             assert_eq!(out.len(), 1);

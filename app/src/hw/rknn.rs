@@ -8,9 +8,15 @@
 //! place, [`RknnModel::run`] runs, and the outputs are read in place as int8
 //! with their affine quantisation — no `rknn_outputs_get`, so no
 //! `rknn_outputs_release` to forget (airockchip/rknn-toolkit2 #207).
-//! Outputs are bound with the NCHW int8 attributes, so the runtime converts
-//! from the native NC1HWC2 and the same postprocessing code as the CPU
-//! backend reads them ([`crate::detect::yolo`]).
+//! Each output is bound with its native attribute (`NATIVE_OUTPUT_ATTR`,
+//! unchanged) when that is int8 NC1HWC2 with affine quantisation — the
+//! NPU's own layout, so the runtime converts nothing per inference — and
+//! read in place as [`RawTensor::I8Nc1hwc2`]; any other output (native NCHW
+//! or NHWC, not int8, or a native shape that does not match `OUTPUT_ATTR`)
+//! is bound with its `OUTPUT_ATTR` as NCHW int8, so the runtime converts,
+//! and read as [`RawTensor::I8`]. Either way [`RknnModel::output`] gives the
+//! logical NCHW dims of `OUTPUT_ATTR`, and the same postprocessing code as
+//! the CPU backend reads them ([`crate::detect::yolo`]).
 
 use super::rknn_sys::{self as sys, InOutNum, RknnContext, RknnLib, TensorAttr, TensorMem};
 use crate::detect::yolo::RawTensor;
@@ -22,6 +28,83 @@ use std::sync::Arc;
 const QUERY_OUTPUT_ATTR: i32 = 2;
 /// Most outputs a model may have (YOLOv8 from the zoo has 9).
 pub const MAX_OUTPUTS: usize = 12;
+
+/// How a bound output's memory is laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// NCHW int8, converted by the runtime.
+    Nchw,
+    /// The native NC1HWC2 int8, read in place.
+    Nc1hwc2 {
+        channels: usize,
+        height: usize,
+        width: usize,
+        w_stride: usize,
+        c2: usize,
+    },
+}
+
+/// One bound output.
+struct Output {
+    /// `OUTPUT_ATTR`: the logical NCHW shape (dims `[N, C, H, W]`).
+    logical: TensorAttr,
+    /// The attribute bound with `rknn_set_io_mem`: `logical` as NCHW int8,
+    /// or the native attribute unchanged.
+    bound: TensorAttr,
+    layout: Layout,
+    /// Bytes of `mem` (as created).
+    bytes: u32,
+    mem: *mut TensorMem,
+}
+
+/// The NC1HWC2 layout of an output whose native attribute is int8 NC1HWC2
+/// with affine quantisation and agrees with its logical NCHW attribute
+/// (same H and W, C within C1 x C2), and the bytes its memory needs; `None`
+/// when the output should be bound NCHW instead.
+fn native_layout(logical: &TensorAttr, native: &TensorAttr) -> Option<(Layout, u32)> {
+    if native.kind != sys::TENSOR_INT8
+        || native.fmt != sys::FORMAT_NC1HWC2
+        || native.qnt_type != sys::QNT_AFFINE
+        || native.n_dims != 5
+        || logical.n_dims != 4
+    {
+        return None;
+    }
+    // Native [N, C1, H, W, C2]; logical [N, C, H, W].
+    let d = &native.dims;
+    let (n, c1, height, width, c2) = (d[0], d[1], d[2], d[3], d[4]);
+    let d = &logical.dims;
+    let (ln, channels, lh, lw) = (d[0], d[1], d[2], d[3]);
+    let w_stride = if native.w_stride == 0 {
+        width
+    } else {
+        native.w_stride
+    };
+    if n != 1
+        || ln != 1
+        || c2 == 0
+        || (height, width) != (lh, lw)
+        || channels == 0
+        || channels.div_ceil(c2) != c1
+        || w_stride < width
+    {
+        return None;
+    }
+    let need = [c1, height, w_stride, c2]
+        .into_iter()
+        .try_fold(1u32, u32::checked_mul)?;
+    let bytes = need.max(native.size_with_stride).max(native.size);
+    Some((
+        Layout::Nc1hwc2 {
+            channels: channels as usize,
+            height: height as usize,
+            width: width as usize,
+            w_stride: w_stride as usize,
+            c2: c2 as usize,
+        },
+        bytes,
+    ))
+}
 
 /// An RKNN call that failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +147,7 @@ pub struct RknnModel {
     ctx: RknnContext,
     input_attr: TensorAttr,
     input: *mut TensorMem,
-    outputs: heapless::Vec<(TensorAttr, *mut TensorMem), MAX_OUTPUTS>,
+    outputs: heapless::Vec<Output, MAX_OUTPUTS>,
 }
 
 // SAFETY: a context is used by one inference worker at a time (the tensor
@@ -150,7 +233,7 @@ impl RknnModel {
             )?;
             m.input_attr = attr;
             for i in 0..io.n_output {
-                let mut attr = TensorAttr {
+                let mut logical = TensorAttr {
                     index: i,
                     ..TensorAttr::default()
                 };
@@ -159,13 +242,35 @@ impl RknnModel {
                     (lib.query)(
                         ctx,
                         QUERY_OUTPUT_ATTR,
-                        (&mut attr as *mut TensorAttr).cast(),
+                        (&mut logical as *mut TensorAttr).cast(),
                         size_of::<TensorAttr>() as u32,
                     ),
                 )?;
-                attr.kind = sys::TENSOR_INT8;
-                attr.fmt = sys::FORMAT_NCHW;
-                let mem = (lib.create_mem)(ctx, attr.n_elems);
+                let mut native = TensorAttr {
+                    index: i,
+                    ..TensorAttr::default()
+                };
+                check(
+                    "rknn_query(NATIVE_OUTPUT_ATTR)",
+                    (lib.query)(
+                        ctx,
+                        sys::QUERY_NATIVE_OUTPUT_ATTR,
+                        (&mut native as *mut TensorAttr).cast(),
+                        size_of::<TensorAttr>() as u32,
+                    ),
+                )?;
+                let (bound, layout, bytes) = match native_layout(&logical, &native) {
+                    // In place, in the NPU's layout: bound unchanged.
+                    Some((layout, bytes)) => (native, layout, bytes),
+                    // The runtime converts to NCHW int8.
+                    None => {
+                        let mut attr = logical;
+                        attr.kind = sys::TENSOR_INT8;
+                        attr.fmt = sys::FORMAT_NCHW;
+                        (attr, Layout::Nchw, attr.n_elems)
+                    }
+                };
+                let mem = (lib.create_mem)(ctx, bytes);
                 if mem.is_null() {
                     return Err(RknnError {
                         call: "rknn_create_mem",
@@ -174,11 +279,17 @@ impl RknnModel {
                     });
                 }
                 // Recorded before binding, so Drop frees it either way.
-                let _ = m.outputs.push((attr, mem));
+                let _ = m.outputs.push(Output {
+                    logical,
+                    bound,
+                    layout,
+                    bytes,
+                    mem,
+                });
                 let last = m.outputs.len() - 1;
                 check(
                     "rknn_set_io_mem(output)",
-                    (lib.set_io_mem)(ctx, mem, &mut m.outputs[last].0),
+                    (lib.set_io_mem)(ctx, mem, &mut m.outputs[last].bound),
                 )?;
             }
         }
@@ -224,44 +335,65 @@ impl RknnModel {
         // SAFETY: a live context with its memory bound.
         unsafe {
             check("rknn_run", (lib.run)(self.ctx, std::ptr::null_mut()))?;
-            for (_, mem) in &self.outputs {
+            for o in &self.outputs {
                 check(
                     "rknn_mem_sync(output)",
-                    (lib.mem_sync)(self.ctx, *mem, sys::SYNC_FROM_DEVICE),
+                    (lib.mem_sync)(self.ctx, o.mem, sys::SYNC_FROM_DEVICE),
                 )?;
             }
         }
         Ok(())
     }
 
-    /// Output `i` in place, with its shape (NCHW dims).
+    /// Output `i` in place, with its logical shape (NCHW dims of
+    /// `OUTPUT_ATTR`, whatever layout the memory is in).
     pub fn output(&self, i: usize) -> Option<(RawTensor<'_>, &[u32])> {
-        let (attr, mem) = self.outputs.get(i)?;
-        // SAFETY: `n_elems` int8 values mapped at `virt_addr` (created with
+        let o = self.outputs.get(i)?;
+        // SAFETY: `bytes` int8 values mapped at `virt_addr` (created with
         // that size in `load`), alive until Drop.
         let data = unsafe {
-            std::slice::from_raw_parts((**mem).virt_addr.cast::<i8>(), attr.n_elems as usize)
+            std::slice::from_raw_parts((*o.mem).virt_addr.cast::<i8>(), o.bytes as usize)
         };
-        Some((
-            RawTensor::I8 {
+        let (zero_point, scale) = (o.bound.zp, o.bound.scale);
+        let tensor = match o.layout {
+            Layout::Nchw => RawTensor::I8 {
                 data,
-                zero_point: attr.zp,
-                scale: attr.scale,
+                zero_point,
+                scale,
             },
-            &attr.dims[..attr.n_dims.min(16) as usize],
-        ))
+            Layout::Nc1hwc2 {
+                channels,
+                height,
+                width,
+                w_stride,
+                c2,
+            } => RawTensor::I8Nc1hwc2 {
+                data,
+                zero_point,
+                scale,
+                channels,
+                height,
+                width,
+                w_stride,
+                c2,
+            },
+        };
+        Some((tensor, &o.logical.dims[..o.logical.n_dims.min(16) as usize]))
+    }
+
+    /// Whether output `i` is read in the NPU's native NC1HWC2 layout (no
+    /// conversion by the runtime).
+    pub fn output_is_native(&self, i: usize) -> bool {
+        self.outputs
+            .get(i)
+            .is_some_and(|o| matches!(o.layout, Layout::Nc1hwc2 { .. }))
     }
 
     /// Bytes of input and output memory bound to the context.
     pub fn bound_bytes(&self) -> usize {
         // SAFETY: bound in `load`, freed only in Drop.
         let input = unsafe { (*self.input).size as usize };
-        input
-            + self
-                .outputs
-                .iter()
-                .map(|(attr, _)| attr.n_elems as usize)
-                .sum::<usize>()
+        input + self.outputs.iter().map(|o| o.bytes as usize).sum::<usize>()
     }
 
     /// Number of outputs.
@@ -276,8 +408,8 @@ impl Drop for RknnModel {
         // SAFETY: each memory was created on this context and is destroyed
         // once, before the context (rockchip-api.md's pairing rule).
         unsafe {
-            while let Some((_, mem)) = self.outputs.pop() {
-                (lib.destroy_mem)(self.ctx, mem);
+            while let Some(o) = self.outputs.pop() {
+                (lib.destroy_mem)(self.ctx, o.mem);
             }
             if !self.input.is_null() {
                 (lib.destroy_mem)(self.ctx, self.input);

@@ -6,20 +6,30 @@
  *
  * Models. A "model" is a small text file (or the same bytes in memory, size
  * > 0; size 0 means `model` is a NUL-terminated path) whose first line is
- * exactly "FAKE-RKNN yolov5" or "FAKE-RKNN yolov8" (a trailing \r is
- * allowed; later lines are ignored). Anything else: RKNN_ERR_MODEL_INVALID
- * (-6), as the real runtime returns for a bad model.
+ * exactly "FAKE-RKNN yolov5", "FAKE-RKNN yolov8", "FAKE-RKNN yolov5 nc1hwc2"
+ * or "FAKE-RKNN yolov8 nc1hwc2" (a trailing \r is allowed; later lines are
+ * ignored). The "nc1hwc2" variants are the same models whose native output
+ * layout is NC1HWC2, as a real RK3588 model's usually is (see Outputs).
+ * Anything else: RKNN_ERR_MODEL_INVALID (-6), as the real runtime returns
+ * for a bad model.
  *
  * Input (both models, INPUT_ATTR = NATIVE_INPUT_ATTR = NATIVE_NHWC_INPUT_ATTR):
  *   index 0, name "input0", dims [1,640,640,3], fmt NHWC (1), type U8 (3),
  *   qnt NONE, zp 0, scale 1, n_elems = size = size_with_stride = 1228800,
  *   w_stride 640, h_stride 640.
  *
- * Outputs: int8, qnt AFFINE (2), value = (q - zp) * scale. OUTPUT_ATTR and
- * NATIVE_OUTPUT_ATTR describe NCHW (fmt 0, dims [1,C,H,W]);
- * NATIVE_NHWC_OUTPUT_ATTR (11) describes NHWC (fmt 1, dims [1,H,W,C]). A mem
- * bound with set_io_mem is written in the layout of the attr it was bound
- * with (fmt 0 or 1; NC1HWC2 is refused); outputs_get always returns NCHW.
+ * Outputs: int8, qnt AFFINE (2), value = (q - zp) * scale. OUTPUT_ATTR
+ * describes NCHW (fmt 0, dims [1,C,H,W]); NATIVE_NHWC_OUTPUT_ATTR (11)
+ * describes NHWC (fmt 1, dims [1,H,W,C]). NATIVE_OUTPUT_ATTR describes NCHW
+ * too, except for the "nc1hwc2" models: there it is NC1HWC2 (fmt 2), n_dims
+ * 5, dims [1,C1,H,W,16] with C1 = ceil(C/16), w_stride W, h_stride H,
+ * n_elems = size = size_with_stride = C1*H*W*16. A mem bound with
+ * set_io_mem is written in the layout of the attr it was bound with: fmt 0
+ * or 1 (any model), or fmt 2 only for an "nc1hwc2" model and only with that
+ * native attr's n_dims, dims and w_stride (0 or W); element (c, h, w) is at
+ * ((c/16)*H*W + h*W + w)*16 + c%16 and the padding channels of the last
+ * block hold the zero point. Any other fmt, type or NC1HWC2 shape is a
+ * violation. outputs_get always returns NCHW.
  *   yolov5: 3 outputs "output0..2", [1,255,80,80], [1,255,40,40],
  *     [1,255,20,20], zp -128, scale 1/255 for all three.
  *   yolov8: 9 outputs "output0..8", per stride 8/16/32 (grids 80/40/20):
@@ -261,6 +271,10 @@ struct tdesc {
 };
 
 enum { YOLOV5 = 5, YOLOV8 = 8 };
+/* Or-ed into a parsed kind: the model's native output layout is NC1HWC2. */
+#define KIND_NC1HWC2 0x100
+/* Channels per NC1HWC2 block (int8 on RK3588). */
+#define C2 16
 
 static int model_outputs(int kind, struct tdesc out[MAX_OUT]) {
     static const int grids[3] = {80, 40, 20};
@@ -279,6 +293,11 @@ static int model_outputs(int kind, struct tdesc out[MAX_OUT]) {
 }
 
 static size_t tensor_elems(const struct tdesc *t) { return (size_t)t->c * t->h * t->w; }
+
+/* Elements of t in NC1HWC2 (padding channels included). */
+static size_t nc1hwc2_elems(const struct tdesc *t) {
+    return (size_t)((t->c + C2 - 1) / C2) * t->h * t->w * C2;
+}
 
 /* ---- bookkeeping ---- */
 
@@ -323,6 +342,7 @@ struct ctx {
     rknn_context id;
     int alive;
     int kind;
+    int nc1hwc2; /* native outputs are NC1HWC2 */
     int n_out;
     struct tdesc out[MAX_OUT];
     int8_t *out_data[MAX_OUT]; /* NCHW, refreshed by rknn_run */
@@ -447,14 +467,19 @@ static int parse_model(const char *bytes, size_t len) {
     if (n > 0 && bytes[n - 1] == '\r') n--;
     if (n == 16 && memcmp(bytes, "FAKE-RKNN yolov5", 16) == 0) return YOLOV5;
     if (n == 16 && memcmp(bytes, "FAKE-RKNN yolov8", 16) == 0) return YOLOV8;
+    if (n == 24 && memcmp(bytes, "FAKE-RKNN yolov5 nc1hwc2", 24) == 0)
+        return YOLOV5 | KIND_NC1HWC2;
+    if (n == 24 && memcmp(bytes, "FAKE-RKNN yolov8 nc1hwc2", 24) == 0)
+        return YOLOV8 | KIND_NC1HWC2;
     return 0;
 }
 
 static struct ctx *new_ctx(int kind) {
     struct ctx *c = calloc(1, sizeof *c);
     if (!c) return NULL;
-    c->kind = kind;
-    c->n_out = model_outputs(kind, c->out);
+    c->kind = kind & ~KIND_NC1HWC2;
+    c->nc1hwc2 = (kind & KIND_NC1HWC2) != 0;
+    c->n_out = model_outputs(c->kind, c->out);
     c->input_buf = malloc(IN_BYTES);
     int ok = c->input_buf != NULL;
     for (int i = 0; i < c->n_out && ok; i++) {
@@ -504,7 +529,8 @@ EXPORT int rknn_init(rknn_context *context, void *model, uint32_t size, uint32_t
         kind = parse_model(head, n);
     }
     if (!kind) {
-        soft_error(F_rknn_init, "invalid model (first line is not \"FAKE-RKNN yolov5|yolov8\")");
+        soft_error(F_rknn_init,
+                   "invalid model (first line is not \"FAKE-RKNN yolov5|yolov8[ nc1hwc2]\")");
         ret = RKNN_ERR_MODEL_INVALID;
         goto out;
     }
@@ -533,7 +559,7 @@ EXPORT int rknn_dup_context(rknn_context *context_in, rknn_context *context_out)
     } else if (!(src = get_ctx(F_rknn_dup_context, *context_in))) {
         ret = RKNN_ERR_CTX_INVALID;
     } else {
-        struct ctx *c = new_ctx(src->kind);
+        struct ctx *c = new_ctx(src->kind | (src->nc1hwc2 ? KIND_NC1HWC2 : 0));
         if (!c)
             ret = RKNN_ERR_MALLOC_FAIL;
         else
@@ -577,7 +603,8 @@ out:
 
 /* ---- queries ---- */
 
-static void fill_attr(const struct ctx *c, int input, uint32_t index, int nhwc,
+/* fmt: the layout of an output attr (FMT_NCHW, FMT_NHWC or FMT_NC1HWC2). */
+static void fill_attr(const struct ctx *c, int input, uint32_t index, int fmt,
                       rknn_tensor_attr *a) {
     memset(a, 0, sizeof *a);
     a->index = index;
@@ -600,11 +627,20 @@ static void fill_attr(const struct ctx *c, int input, uint32_t index, int nhwc,
     }
     const struct tdesc *t = &c->out[index];
     a->dims[0] = 1;
-    if (nhwc) {
+    a->n_elems = a->size = a->size_with_stride = (uint32_t)tensor_elems(t);
+    if (fmt == FMT_NHWC) {
         a->dims[1] = (uint32_t)t->h;
         a->dims[2] = (uint32_t)t->w;
         a->dims[3] = (uint32_t)t->c;
         a->fmt = FMT_NHWC;
+    } else if (fmt == FMT_NC1HWC2) {
+        a->n_dims = 5;
+        a->dims[1] = (uint32_t)((t->c + C2 - 1) / C2);
+        a->dims[2] = (uint32_t)t->h;
+        a->dims[3] = (uint32_t)t->w;
+        a->dims[4] = C2;
+        a->fmt = FMT_NC1HWC2;
+        a->n_elems = a->size = a->size_with_stride = (uint32_t)nc1hwc2_elems(t);
     } else {
         a->dims[1] = (uint32_t)t->c;
         a->dims[2] = (uint32_t)t->h;
@@ -612,7 +648,6 @@ static void fill_attr(const struct ctx *c, int input, uint32_t index, int nhwc,
         a->fmt = FMT_NCHW;
     }
     snprintf(a->name, sizeof a->name, "output%u", index);
-    a->n_elems = a->size = a->size_with_stride = (uint32_t)tensor_elems(t);
     a->type = T_I8;
     a->qnt_type = QNT_AFFINE;
     a->zp = t->zp;
@@ -667,7 +702,10 @@ EXPORT int rknn_query(rknn_context context, int cmd, void *info, uint32_t size) 
             ret = RKNN_ERR_PARAM_INVALID;
             break;
         }
-        fill_attr(c, input, a->index, cmd == RKNN_QUERY_NATIVE_NHWC_OUTPUT_ATTR, a);
+        int fmt = FMT_NCHW;
+        if (cmd == RKNN_QUERY_NATIVE_NHWC_OUTPUT_ATTR) fmt = FMT_NHWC;
+        if (cmd == RKNN_QUERY_NATIVE_OUTPUT_ATTR && c->nc1hwc2) fmt = FMT_NC1HWC2;
+        fill_attr(c, input, a->index, fmt, a);
         break;
     }
     case RKNN_QUERY_PERF_RUN:
@@ -801,14 +839,22 @@ static void place_detection(struct ctx *c, int i) {
 #undef AT
 }
 
-/* Copies NCHW `src` of t into dst in layout fmt. */
+/* Copies NCHW `src` of t into dst in layout fmt (NC1HWC2: padding channels
+ * get the zero point). */
 static void copy_layout(const struct tdesc *t, const int8_t *src, uint8_t *dst, int fmt) {
     size_t n = tensor_elems(t);
+    size_t plane = (size_t)t->h * t->w;
+    if (fmt == FMT_NC1HWC2) {
+        memset(dst, (uint8_t)(int8_t)t->zp, nc1hwc2_elems(t));
+        for (size_t ch = 0; ch < (size_t)t->c; ch++)
+            for (size_t p = 0; p < plane; p++)
+                dst[((ch / C2) * plane + p) * C2 + ch % C2] = (uint8_t)src[ch * plane + p];
+        return;
+    }
     if (fmt != FMT_NHWC) {
         memcpy(dst, src, n);
         return;
     }
-    size_t plane = (size_t)t->h * t->w;
     for (size_t ch = 0; ch < (size_t)t->c; ch++)
         for (size_t p = 0; p < plane; p++) dst[p * t->c + ch] = (uint8_t)src[ch * plane + p];
 }
@@ -1184,13 +1230,34 @@ EXPORT int rknn_set_io_mem(rknn_context context, rknn_tensor_mem *mem, rknn_tens
                       name, attr->index, c->n_out);
             goto out;
         }
-        if ((attr->fmt != FMT_NCHW && attr->fmt != FMT_NHWC) || attr->type != T_I8) {
+        const struct tdesc *t = &c->out[idx];
+        if (attr->fmt == FMT_NC1HWC2 && attr->type == T_I8) {
+            rknn_tensor_attr native;
+            fill_attr(c, 0, idx, FMT_NC1HWC2, &native);
+            if (!c->nc1hwc2) {
+                violation(F_rknn_set_io_mem,
+                          "output %u attr fmt NC1HWC2: this model's native output layout is NCHW",
+                          idx);
+                goto out;
+            }
+            if (attr->n_dims != 5 || memcmp(attr->dims, native.dims, sizeof native.dims) != 0 ||
+                (attr->w_stride != 0 && attr->w_stride != native.w_stride)) {
+                violation(F_rknn_set_io_mem,
+                          "output %u NC1HWC2 attr n_dims %u dims [%u,%u,%u,%u,%u] w_stride %u is "
+                          "not the native attr ([1,%u,%u,%u,%u] w_stride %u)",
+                          idx, attr->n_dims, attr->dims[0], attr->dims[1], attr->dims[2],
+                          attr->dims[3], attr->dims[4], attr->w_stride, native.dims[1],
+                          native.dims[2], native.dims[3], native.dims[4], native.w_stride);
+                goto out;
+            }
+        } else if ((attr->fmt != FMT_NCHW && attr->fmt != FMT_NHWC) || attr->type != T_I8) {
             violation(F_rknn_set_io_mem,
-                      "output %u attr fmt %d type %d: the fake supports int8 NCHW/NHWC only", idx,
-                      attr->fmt, attr->type);
+                      "output %u attr fmt %d type %d: the fake supports int8 NCHW/NHWC (and "
+                      "NC1HWC2 for nc1hwc2 models) only",
+                      idx, attr->fmt, attr->type);
             goto out;
         }
-        size_t need = tensor_elems(&c->out[idx]);
+        size_t need = attr->fmt == FMT_NC1HWC2 ? nc1hwc2_elems(t) : tensor_elems(t);
         if (m->size < need) {
             violation(F_rknn_set_io_mem, "output %u mem of %u bytes, the tensor needs %zu", idx,
                       m->size, need);
