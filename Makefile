@@ -12,6 +12,7 @@
 #   make rknn-model ONNX=model.onnx KIND=yolov8|yolov5|yolox
 #                    convert a YOLO ONNX (rknn_model_zoo export) to .rknn for the RK3588
 #                    NPU with rknn-toolkit2 in a venv (5.6 GB: torch); not run by CI
+#   make lint-yocto  oelint-adv over yocto/ and the kas files loaded by kas (offline)
 #
 # Everything downloaded lands in $(VIGIL_CACHE_DIR), outside git.
 
@@ -24,7 +25,7 @@ VIGIL := target/release/vigil
 LISTEN ?= 127.0.0.1:8080
 
 .PHONY: all deps model sample build run test system lint bench clean help \
-	deps-cross deps-test-cross cross test-cross deps-board image-qemu boot-qemu test-board flash rknn-venv rknn-model
+	deps-cross deps-test-cross cross test-cross deps-board image-qemu boot-qemu test-board flash rknn-venv rknn-model lint-yocto
 
 all: build
 
@@ -62,9 +63,13 @@ system: deps model sample
 	$(CARGO) build --release -p vigil
 	$(CARGO) test --release -p vigil-system-tests -- --test-threads=1
 
-lint:
+# Rust formatting and lints, then the Yocto recipes and kas files (offline).
+lint: lint-yocto
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+lint-yocto:
+	bash scripts/lint-yocto.sh
 
 # Figures, not assertions: decode, glue and inference throughput on the
 # sample clip, CPU-seconds per frame, peak RSS against the budget.
