@@ -13,6 +13,8 @@
 #      checked for the machine, distro and target each file is meant to set.
 #   3. The partition names the disk layout (wic kickstart), RAUC's
 #      system.conf and the boot script share.
+#   4. vigil-crates.inc (the vigil recipe's crate:// list) matches Cargo.lock
+#      (scripts/gen-crates-inc.py).
 #
 # Bitbake itself does not run here (no layer checkouts, no network): this is
 # what can be checked without them.
@@ -158,5 +160,8 @@ for e in errors:
     print(f'lint-yocto: {e}', file=sys.stderr)
 sys.exit(1 if errors else 0)
 EOF
+
+# --- 4. the vigil recipe's crate list -------------------------------------------
+"$VENV/bin/python" scripts/gen-crates-inc.py --check >&2 || die "vigil-crates.inc is stale"
 
 log "ok"
