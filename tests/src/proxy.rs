@@ -95,6 +95,17 @@ impl CuttingProxy {
         false
     }
 
+    /// One forced reconnect: waits until connection `n` streams (20 kB from
+    /// the server within 30 s, else panics with the count), then cuts it.
+    pub fn cut_when_flowing(&self, n: u64) {
+        assert!(
+            self.wait_flowing(n, 20_000, Duration::from_secs(30)),
+            "connection {n} did not start streaming; accepted {}",
+            self.accepted()
+        );
+        self.cut();
+    }
+
     /// Closes every open connection, both directions.
     pub fn cut(&self) {
         for c in self.conns.lock().unwrap().drain(..) {

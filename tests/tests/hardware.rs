@@ -133,22 +133,14 @@ fn hardware_backend_through_the_doubles_500_reconnects_and_100k_frames() {
     );
 
     let started = Instant::now();
-    let cycle = |n: u64| {
-        assert!(
-            proxy.wait_flowing(n, 20_000, Duration::from_secs(30)),
-            "connection {n} did not start streaming; accepted {}",
-            proxy.accepted()
-        );
-        proxy.cut();
-    };
     for n in 1..=20 {
-        cycle(n);
+        proxy.cut_when_flowing(n);
     }
     // Warm: decoders made, groups sized, every buffer imported.
     let warm = v.sample();
     let warm_threads = v.thread_names();
     for n in 21..=520 {
-        cycle(n);
+        proxy.cut_when_flowing(n);
         if n % 100 == 0 {
             assert_eq!(
                 v.thread_names(),

@@ -33,22 +33,14 @@ fn two_hundred_forced_disconnects_leave_threads_and_memory_flat() {
         ),
     );
     let v = Vigil::start(&["run", "--config", &cfg, "--status-every", "1"]);
-    let cycle = |n: u64| {
-        assert!(
-            proxy.wait_flowing(n, 20_000, Duration::from_secs(30)),
-            "connection {n} did not start streaming; accepted {}",
-            proxy.accepted()
-        );
-        proxy.cut();
-    };
     for n in 1..=20 {
-        cycle(n);
+        proxy.cut_when_flowing(n);
     }
     // Warm: the decoder, pools and retina's buffers have reached their size.
     let warm = v.sample();
     let warm_threads = v.thread_names();
     for n in 21..=220 {
-        cycle(n);
+        proxy.cut_when_flowing(n);
         if n % 50 == 0 {
             assert_eq!(
                 v.thread_names(),

@@ -754,8 +754,9 @@ mod tests {
         assert!(run_v5(&heads, true).is_empty());
     }
 
-    #[test]
-    fn yolov5_neighbouring_cells_merge() {
+    /// One object seen by two neighbouring cells and by the stride 16 head,
+    /// and another class at the same place.
+    fn v5_merge_scene() -> [Nchw; 3] {
         let mut heads = v5_heads();
         v5_object(
             &mut heads[0],
@@ -798,6 +799,12 @@ mod tests {
             0.85,
             [0.9, 0.0, 0.0],
         );
+        heads
+    }
+
+    #[test]
+    fn yolov5_neighbouring_cells_merge() {
+        let heads = v5_merge_scene();
         for quantised in [false, true] {
             let out = run_v5(&heads, quantised);
             let classes: Vec<u16> = out.iter().map(|d| d.class_id).collect();
@@ -1062,46 +1069,10 @@ mod tests {
 
     #[test]
     fn yolov5_nc1hwc2_decodes_like_nchw() {
-        let mut heads = v5_heads();
-        assert!(run_v5_native(&heads).is_empty());
-        // The scene of `yolov5_neighbouring_cells_merge`: 24 channels per
-        // head, so anchor 1 and 2 straddle the two channel blocks.
-        v5_object(
-            &mut heads[0],
-            1,
-            3,
-            5,
-            [0.5, 0.75, 0.5, 0.5],
-            0.9,
-            [0.1, 0.8, 0.2],
-        );
-        v5_object(
-            &mut heads[0],
-            1,
-            3,
-            6,
-            [0.02, 0.75, 0.5, 0.5],
-            0.7,
-            [0.1, 0.8, 0.2],
-        );
-        v5_object(
-            &mut heads[1],
-            0,
-            2,
-            2,
-            [0.625, 0.25, 0.365, 0.35],
-            0.6,
-            [0.0, 0.9, 0.0],
-        );
-        v5_object(
-            &mut heads[0],
-            2,
-            3,
-            5,
-            [0.5, 0.75, 0.35, 0.57],
-            0.85,
-            [0.9, 0.0, 0.0],
-        );
+        assert!(run_v5_native(&v5_heads()).is_empty());
+        // The merge scene: 24 channels per head, so anchors 1 and 2
+        // straddle the two channel blocks.
+        let heads = v5_merge_scene();
         let (nchw, native) = (run_v5(&heads, true), run_v5_native(&heads));
         assert_eq!(nchw.len(), 2, "{nchw:?}");
         assert_eq!(native, nchw);
