@@ -24,7 +24,7 @@ SAMPLE := $(VIGIL_CACHE_DIR)/media/bikes.mp4
 VIGIL := target/release/vigil
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: all deps model sample build run test system lint bench clean help \
+.PHONY: all deps model sample build run test system lint bench bench-store clean help \
 	deps-cross deps-test-cross cross test-cross deps-board image-qemu boot-qemu test-board flash rknn-venv rknn-model lint-yocto
 
 all: build
@@ -75,6 +75,11 @@ lint-yocto:
 # sample clip, CPU-seconds per frame, peak RSS against the budget.
 bench: deps model sample
 	$(CARGO) bench -p vigil --bench pipeline
+
+# The event-store measurement of docs/decisions/0006 (sled vs redb, 200,000
+# events each, with retention): figures only; its own crate and workspace.
+bench-store:
+	bash tools/storebench/run.sh
 
 # --- aarch64 cross build ----------------------------------------------------
 # The rustup toolchain on PATH has no aarch64 std, so these use Debian's
