@@ -203,9 +203,11 @@ image-qemu: deps-board cross model sample
 boot-qemu: image-qemu
 	QEMU_HTTP_PORT=$(QEMU_HTTP_PORT) bash board/qemu-virt/boot-qemu.sh '$(QEMU_IMAGE_DIR)'
 
-# Boots the image twice (normal boot, then rollback from an empty slot B) and
+# Tests vigil-ab (the A/B state RAUC's backend edits) on this machine, then
+# boots the image twice (normal boot, then rollback from an empty slot B) and
 # checks /api/status from outside; prints the boot-to-status times.
 test-board: image-qemu
+	bash board/common/test-vigil-ab.sh
 	bash board/qemu-virt/test-boot.sh '$(QEMU_IMAGE_DIR)'
 
 # Writes a Yocto image to a board (board/README.md): an SD card in a reader,
