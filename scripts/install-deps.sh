@@ -7,10 +7,11 @@
 #   build     nasm (openh264's assembly; the build works without it, ~40% slower decode)
 #   media     ffmpeg/ffprobe, unzip, curl, darknet's test images (dog.jpg, ...); fetch-sample.sh
 #   rtsp      GStreamer RTSP server stack for tests/support/rtsp_server.py
+#   upstream  mosquitto broker and clients for the event-delivery tests
 #   promtool  Prometheus' promtool, extracted from the .deb (no daemon, no service)
 #   browser   Debian's chromium, headless, for the status page test (tests/support/browser.py)
 #   run       build + media + rtsp
-#   test      build + media + rtsp + promtool + browser
+#   test      build + media + rtsp + upstream + promtool + browser
 #   all       everything (default)
 #   cross     aarch64 cross build (`make cross`, `make test-cross`), not part of
 #             `all`: adds the arm64 dpkg architecture; Debian's rustc-web/cargo-web
@@ -59,25 +60,28 @@ PKGS_cross=(rustc-web cargo-web libstd-rust-web-dev:arm64
   libc6:arm64 libstdc++6:arm64 qemu-user-static file)
 PKGS_board=(qemu-system-arm u-boot-qemu u-boot-tools cpio kmod genimage mtools
   dosfstools e2fsprogs fdisk curl)
+# The events issue's delivery tests: a real MQTT broker and subscriber.
+PKGS_upstream=(mosquitto mosquitto-clients)
 PKGS_rtsp=(python3-gi gir1.2-gst-rtsp-server-1.0
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools)
 
-want_build=0 want_media=0 want_rtsp=0 want_promtool=0 want_browser=0 want_cross=0 want_board=0
+want_build=0 want_media=0 want_rtsp=0 want_upstream=0 want_promtool=0 want_browser=0 want_cross=0 want_board=0
 [ $# -eq 0 ] && set -- all
 for g in "$@"; do
   case $g in
     build)    want_build=1 ;;
     media)    want_media=1 ;;
     rtsp)     want_rtsp=1 ;;
+    upstream) want_upstream=1 ;;
     promtool) want_promtool=1 ;;
     browser)  want_browser=1 ;;
     cross)    want_cross=1 ;;
     board)    want_board=1 ;;
     run)      want_build=1 want_media=1 want_rtsp=1 ;;
-    test|all) want_build=1 want_media=1 want_rtsp=1 want_promtool=1 want_browser=1 ;;
+    test|all) want_build=1 want_media=1 want_rtsp=1 want_upstream=1 want_promtool=1 want_browser=1 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown group '$g' (build, media, rtsp, promtool, browser, run, test, all, cross, board)" ;;
+    *) die "unknown group '$g' (build, media, rtsp, upstream, promtool, browser, run, test, all, cross, board)" ;;
   esac
 done
 
@@ -85,6 +89,7 @@ pkgs=()
 [ $want_build = 1 ] && pkgs+=("${PKGS_build[@]}")
 [ $want_media = 1 ] && pkgs+=("${PKGS_media[@]}")
 [ $want_rtsp = 1 ] && pkgs+=("${PKGS_rtsp[@]}")
+[ $want_upstream = 1 ] && pkgs+=("${PKGS_upstream[@]}")
 [ $want_browser = 1 ] && pkgs+=("${PKGS_browser[@]}")
 [ $want_cross = 1 ] && pkgs+=("${PKGS_cross[@]}")
 [ $want_board = 1 ] && pkgs+=("${PKGS_board[@]}")

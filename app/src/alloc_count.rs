@@ -7,7 +7,10 @@
 //! engine which allocates internally (tract for the CPU detector) wraps that
 //! call in [`engine_scope`]; allocations inside it are tallied separately so a
 //! test can assert "zero allocations in our code" and "a constant count per
-//! engine call" as two different facts.
+//! engine call" as two different facts. The events thread runs inside
+//! [`events_scope`]: it handles one event at a time (never a frame), and
+//! encoding, storing and logging an event allocate a bounded, transient
+//! amount that is counted apart from the frame path's zero.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -18,25 +21,34 @@ pub struct CountingAllocator;
 
 static TOTAL_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 static TOTAL_ENGINE_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+static TOTAL_EVENT_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Whose allocations the current thread is making.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Ours,
+    Engine,
+    Events,
+}
 
 thread_local! {
     static THREAD_ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
     static THREAD_ENGINE_ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-    static IN_ENGINE: Cell<bool> = const { Cell::new(false) };
+    static THREAD_EVENT_ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    static SCOPE: Cell<Scope> = const { Cell::new(Scope::Ours) };
 }
 
 #[inline]
 fn count_one() {
     // `try_with` because the allocator runs during thread teardown too, after
     // thread-locals are gone; those allocations are still in the global total.
-    let in_engine = IN_ENGINE.try_with(Cell::get).unwrap_or(false);
-    if in_engine {
-        TOTAL_ENGINE_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        let _ = THREAD_ENGINE_ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-    } else {
-        TOTAL_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        let _ = THREAD_ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-    }
+    let (total, thread) = match SCOPE.try_with(Cell::get).unwrap_or(Scope::Ours) {
+        Scope::Ours => (&TOTAL_ALLOCATIONS, &THREAD_ALLOCATIONS),
+        Scope::Engine => (&TOTAL_ENGINE_ALLOCATIONS, &THREAD_ENGINE_ALLOCATIONS),
+        Scope::Events => (&TOTAL_EVENT_ALLOCATIONS, &THREAD_EVENT_ALLOCATIONS),
+    };
+    total.fetch_add(1, Ordering::Relaxed);
+    let _ = thread.try_with(|c| c.set(c.get() + 1));
 }
 
 // SAFETY: every method forwards to `System` unchanged; counting has no effect
@@ -59,16 +71,26 @@ unsafe impl GlobalAlloc for CountingAllocator {
     }
 }
 
-/// Runs `f` with its allocations counted as the inference engine's, not ours.
-pub fn engine_scope<R>(f: impl FnOnce() -> R) -> R {
-    struct Reset(bool);
+fn in_scope<R>(scope: Scope, f: impl FnOnce() -> R) -> R {
+    struct Reset(Scope);
     impl Drop for Reset {
         fn drop(&mut self) {
-            IN_ENGINE.with(|c| c.set(self.0));
+            SCOPE.with(|c| c.set(self.0));
         }
     }
-    let _reset = Reset(IN_ENGINE.with(|c| c.replace(true)));
+    let _reset = Reset(SCOPE.with(|c| c.replace(scope)));
     f()
+}
+
+/// Runs `f` with its allocations counted as the inference engine's, not ours.
+pub fn engine_scope<R>(f: impl FnOnce() -> R) -> R {
+    in_scope(Scope::Engine, f)
+}
+
+/// Runs `f` with its allocations counted as event handling's (the events
+/// thread), not the frame path's.
+pub fn events_scope<R>(f: impl FnOnce() -> R) -> R {
+    in_scope(Scope::Events, f)
 }
 
 /// Allocations (alloc, alloc_zeroed and realloc calls) made so far.
@@ -78,6 +100,8 @@ pub struct AllocationCounts {
     pub ours: u64,
     /// Inside an [`engine_scope`].
     pub engine: u64,
+    /// Inside an [`events_scope`].
+    pub events: u64,
 }
 
 /// Process-wide counts. Only meaningful when [`CountingAllocator`] is the
@@ -86,6 +110,7 @@ pub fn process_counts() -> AllocationCounts {
     AllocationCounts {
         ours: TOTAL_ALLOCATIONS.load(Ordering::Relaxed),
         engine: TOTAL_ENGINE_ALLOCATIONS.load(Ordering::Relaxed),
+        events: TOTAL_EVENT_ALLOCATIONS.load(Ordering::Relaxed),
     }
 }
 
@@ -94,5 +119,6 @@ pub fn thread_counts() -> AllocationCounts {
     AllocationCounts {
         ours: THREAD_ALLOCATIONS.with(Cell::get),
         engine: THREAD_ENGINE_ALLOCATIONS.with(Cell::get),
+        events: THREAD_EVENT_ALLOCATIONS.with(Cell::get),
     }
 }

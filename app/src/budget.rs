@@ -60,6 +60,15 @@ pub const WEB_CONNECTION_OVERHEAD_BYTES: u64 = 8 << 10;
 /// 300-600 bytes of JSON).
 pub const SSE_MESSAGE_BYTES: u64 = 1 << 10;
 
+/// The event store's memory besides its page cache: redb's allocator state
+/// and transaction buffers. Decision 0006 measured 10.0 MiB RSS for a whole
+/// benchmark process with an 8 MiB cache over 200,000 events.
+pub const STORE_OVERHEAD_BYTES: u64 = 2 << 20;
+
+/// Per configured upstream besides its payload buffers: the connection's
+/// socket buffers and client state (hyper, rumqttc).
+pub const UPSTREAM_CLIENT_BYTES: u64 = 256 << 10;
+
 /// Stack memory counted per thread (what is touched, not the reservation).
 pub const THREAD_STACK_BYTES: u64 = 256 << 10;
 
@@ -190,6 +199,7 @@ impl Budget {
             ),
             bytes: queues,
         });
+        lines.push(events_out(config));
         let web = &config.web;
         let per_connection = 2 * crate::web::server::MAX_BUF as u64
             + WEB_CONNECTION_OVERHEAD_BYTES
@@ -246,10 +256,39 @@ pub fn mpp_frame_bytes(width: u32, height: u32) -> u64 {
 }
 
 /// Threads the pipeline runs for `config`: the main (monitor) thread, the
-/// runtime's workers and its one blocking thread, a decoder per camera and
-/// the inference workers.
+/// runtime's workers and its one blocking thread, a decoder per camera, the
+/// inference workers and the events thread.
 pub fn thread_count(config: &Config) -> usize {
-    1 + config.io_threads + 1 + config.cameras.len() + config.detector.workers
+    1 + config.io_threads + 1 + config.cameras.len() + config.detector.workers + 1
+}
+
+/// Snapshots, the store and the upstream drainers.
+fn events_out(config: &Config) -> BudgetLine {
+    use crate::snapshot::{JpegWriter, SnapshotBuf};
+    let e = &config.events;
+    let pictures =
+        e.snapshot_pool as u64 * SnapshotBuf::bytes_for(e.snapshot_width, e.snapshot_height) as u64;
+    let jpeg = JpegWriter::capacity_for(e.snapshot_width, e.snapshot_height) as u64;
+    let jobs = (e.queue * std::mem::size_of::<crate::store::writer::EventJob>()) as u64;
+    let batch = crate::store::Batch::bytes_for(config.store.batch) as u64;
+    let store = config.store.cache + STORE_OVERHEAD_BYTES;
+    let upstreams =
+        u64::from(config.upstream.http.is_some()) + u64::from(config.upstream.mqtt.is_some());
+    // A drainer holds the snapshot it read, its base64 body and the
+    // client's copy of the payload.
+    let per_upstream = jpeg + jpeg.div_ceil(3) * 4 + jpeg + UPSTREAM_CLIENT_BYTES;
+    BudgetLine {
+        component: "events out",
+        detail: format!(
+            "{} snapshot(s) {}x{} + JPEG {} + store cache {} + {upstreams} upstream(s)",
+            e.snapshot_pool,
+            e.snapshot_width,
+            e.snapshot_height,
+            human(jpeg),
+            human(config.store.cache)
+        ),
+        bytes: pictures + jpeg + jobs + batch + store + upstreams * per_upstream,
+    }
 }
 
 fn per_camera(config: &Config, f: impl Fn(&crate::config::CameraConfig) -> String) -> String {

@@ -180,6 +180,32 @@ fn check_config(path: &std::path::Path) -> i32 {
         backend.as_str()
     );
     println!("{budget}");
+    println!(
+        "store: {} (at most {}, {} events, {}s old), batches of {}",
+        config.data_dir.display(),
+        crate::budget::human(config.store.max_bytes),
+        config.store.max_events,
+        config.store.max_age.as_secs(),
+        config.store.batch
+    );
+    match (&config.upstream.http, &config.upstream.mqtt) {
+        (None, None) => println!("upstream: none"),
+        (http, mqtt) => {
+            if let Some(h) = http {
+                println!("upstream: http {}", h.url);
+            }
+            if let Some(m) = mqtt {
+                println!(
+                    "upstream: mqtt://{}:{} topics {}/<camera>/event",
+                    m.host, m.port, m.topic_prefix
+                );
+            }
+            println!(
+                "outbox: at most {} per upstream",
+                crate::budget::human(config.upstream.outbox_max_bytes)
+            );
+        }
+    }
     // For scripts (the board's vigil-supervise sets the cgroup limit from it).
     println!(
         "budget_bytes={} limit_bytes={}",
@@ -442,13 +468,15 @@ fn start_web(
     listener: std::net::TcpListener,
 ) -> Result<(), crate::web::WebError> {
     use crate::web::{self, WebContext, WebError};
-    let ctx = WebContext::new(
+    let mut ctx = WebContext::new(
         config,
         pipeline.registry.clone(),
         pipeline.events.clone(),
         web::auth::AuthConfig::default(),
         Instant::now() - pipeline.uptime(),
     )?;
+    ctx.store = pipeline.store.clone();
+    ctx.store_error = pipeline.store_error.clone();
     let addr = listener
         .local_addr()
         .map_err(|e| WebError(format!("web listener: {e}")))?;

@@ -35,8 +35,12 @@ pub struct Config {
     pub detector: DetectorConfig,
     /// Threads of the async runtime (RTSP sources, web).
     pub io_threads: usize,
-    /// The in-memory event ring and the object tracker.
+    /// The in-memory event ring, the object tracker and snapshots.
     pub events: EventsConfig,
+    /// The event store under `data_dir`.
+    pub store: StoreConfig,
+    /// Delivery of events to upstream systems.
+    pub upstream: UpstreamConfig,
     /// The web interface's limits.
     pub web: WebConfig,
     /// Hardware or software backends.
@@ -103,6 +107,81 @@ pub struct EventsConfig {
     pub ring_capacity: usize,
     /// An object unseen for this long has left; its return is a new event.
     pub track_timeout: Duration,
+    /// Pictures copied for snapshots and waiting to be encoded; an event
+    /// finding none free is stored without a snapshot (counted).
+    pub snapshot_pool: usize,
+    /// Largest snapshot; pictures are scaled down to fit.
+    pub snapshot_width: u32,
+    /// Largest snapshot height.
+    pub snapshot_height: u32,
+    /// JPEG quality (1..=100).
+    pub snapshot_quality: u8,
+    /// Events waiting for the events thread; when full the newest is
+    /// dropped (counted).
+    pub queue: usize,
+}
+
+/// The event store's bounds (`store::StoreLimits`) and batching.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoreConfig {
+    /// Bytes the database and snapshots may use together.
+    pub max_bytes: u64,
+    /// Events kept at most.
+    pub max_events: u64,
+    /// Events at least this old are deleted.
+    pub max_age: Duration,
+    /// Events committed together at most.
+    pub batch: usize,
+    /// A batch is committed when its oldest event has waited this long.
+    pub flush_after: Duration,
+    /// The database's page cache.
+    pub cache: u64,
+}
+
+/// Upstream delivery.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpstreamConfig {
+    /// The HTTP endpoint, if any.
+    pub http: Option<HttpUpstream>,
+    /// The MQTT broker, if any.
+    pub mqtt: Option<MqttUpstream>,
+    /// Undelivered bytes kept per upstream; the oldest undelivered events
+    /// beyond it are dropped (counted).
+    pub outbox_max_bytes: u64,
+    /// First retry delay after a failure.
+    pub retry_min: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+    /// Time allowed for one delivery (connect and answer).
+    pub timeout: Duration,
+    /// Attempts before an event the upstream refuses (HTTP 4xx) is given up.
+    pub max_attempts: u32,
+}
+
+/// `[upstream.http]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpUpstream {
+    /// `http://host[:port]/path`.
+    pub url: String,
+    /// An extra header sent with every request, e.g. authorisation.
+    pub header: Option<(String, String)>,
+}
+
+/// `[upstream.mqtt]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MqttUpstream {
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// Topics are `<topic_prefix>/<camera>/event` and `.../snapshot`.
+    pub topic_prefix: String,
+    /// MQTT client id.
+    pub client_id: String,
+    /// User name.
+    pub username: Option<String>,
+    /// Password.
+    pub password: Option<String>,
 }
 
 /// Limits of the web interface. Every one bounds memory or time: together
@@ -347,6 +426,10 @@ struct RawConfig {
     #[serde(default)]
     events: RawEvents,
     #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    upstream: RawUpstream,
+    #[serde(default)]
     web: RawWeb,
     backend: Option<Spanned<String>>,
     #[serde(default)]
@@ -376,6 +459,50 @@ struct RawRuntime {
 struct RawEvents {
     ring_capacity: Option<Count<1, 1_000_000>>,
     track_timeout: Option<Seconds>,
+    snapshot_pool: Option<Count<0, 64>>,
+    snapshot_size: Option<Resolution>,
+    snapshot_quality: Option<Count<1, 100>>,
+    queue: Option<Count<1, 4096>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    max_bytes: Option<Spanned<ByteSize>>,
+    max_events: Option<Count<1, 100_000_000>>,
+    max_age: Option<Age>,
+    batch: Option<Count<1, 1024>>,
+    flush_after: Option<Spanned<Seconds>>,
+    cache: Option<Spanned<ByteSize>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    http: Option<RawHttpUpstream>,
+    mqtt: Option<RawMqttUpstream>,
+    outbox_max_bytes: Option<Spanned<ByteSize>>,
+    retry_min: Option<Spanned<Seconds>>,
+    retry_max: Option<Spanned<Seconds>>,
+    timeout: Option<Spanned<Seconds>>,
+    max_attempts: Option<Count<1, 1000>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttpUpstream {
+    url: Spanned<String>,
+    header: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMqttUpstream {
+    url: Spanned<String>,
+    topic_prefix: Option<Spanned<String>>,
+    client_id: Option<Spanned<String>>,
+    username: Option<String>,
+    password: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -464,6 +591,262 @@ fn web_duration(
     d
 }
 
+/// A duration checked to lie in `min..=max`, reported under `key`.
+fn bounded_duration(
+    key: &str,
+    value: Option<Spanned<Seconds>>,
+    default: Duration,
+    (min, max): (Duration, Duration),
+    report: &mut Report<'_>,
+) -> Duration {
+    let Some(v) = value else { return default };
+    let span = v.span();
+    let d = v.into_inner().0;
+    if !(min..=max).contains(&d) {
+        report(
+            key.into(),
+            span,
+            format!("must be between {min:?} and {max:?}"),
+        );
+        return default;
+    }
+    d
+}
+
+/// A size checked to lie in `min..=max`, reported under `key`.
+fn bounded_size(
+    key: &str,
+    value: Option<Spanned<ByteSize>>,
+    default: u64,
+    (min, max): (u64, u64),
+    report: &mut Report<'_>,
+) -> u64 {
+    let Some(v) = value else { return default };
+    let span = v.span();
+    let b = v.into_inner().0;
+    if !(min..=max).contains(&b) {
+        report(
+            key.into(),
+            span,
+            format!("must be between {} and {}", show_size(min), show_size(max)),
+        );
+        return default;
+    }
+    b
+}
+
+fn show_size(b: u64) -> String {
+    if b >= 1 << 30 && b.is_multiple_of(1 << 30) {
+        format!("{}GiB", b >> 30)
+    } else if b >= 1 << 20 && b.is_multiple_of(1 << 20) {
+        format!("{}MiB", b >> 20)
+    } else if b >= 1 << 10 && b.is_multiple_of(1 << 10) {
+        format!("{}KiB", b >> 10)
+    } else {
+        format!("{b}B")
+    }
+}
+
+impl RawStore {
+    fn validate(self, report: &mut Report<'_>) -> StoreConfig {
+        StoreConfig {
+            max_bytes: bounded_size(
+                "store.max_bytes",
+                self.max_bytes,
+                128 << 20,
+                (4 << 20, 1 << 40),
+                report,
+            ),
+            max_events: self.max_events.map_or(100_000, |c| c.0 as u64),
+            max_age: self
+                .max_age
+                .map_or(Duration::from_secs(30 * 86_400), |a| a.0),
+            batch: self.batch.map_or(64, |c| c.0),
+            flush_after: bounded_duration(
+                "store.flush_after",
+                self.flush_after,
+                Duration::from_secs(1),
+                (Duration::from_millis(10), Duration::from_secs(60)),
+                report,
+            ),
+            cache: bounded_size(
+                "store.cache",
+                self.cache,
+                4 << 20,
+                (256 << 10, 256 << 20),
+                report,
+            ),
+        }
+    }
+}
+
+impl RawUpstream {
+    fn validate(self, store: &StoreConfig, report: &mut Report<'_>) -> UpstreamConfig {
+        let outbox_max_bytes = match self.outbox_max_bytes {
+            Some(b) if b.get_ref().0 > store.max_bytes => {
+                report(
+                    "upstream.outbox_max_bytes".into(),
+                    b.span(),
+                    format!(
+                        "must not exceed store.max_bytes ({}): undelivered events live in the store",
+                        show_size(store.max_bytes)
+                    ),
+                );
+                store.max_bytes / 2
+            }
+            b => bounded_size(
+                "upstream.outbox_max_bytes",
+                b,
+                store.max_bytes / 2,
+                (1 << 20, 1 << 40),
+                report,
+            ),
+        };
+        let retry_min = bounded_duration(
+            "upstream.retry_min",
+            self.retry_min,
+            Duration::from_secs(1),
+            (Duration::from_millis(100), Duration::from_secs(600)),
+            report,
+        );
+        let retry_max = match self.retry_max {
+            Some(r) if r.get_ref().0 < retry_min => {
+                report(
+                    "upstream.retry_max".into(),
+                    r.span(),
+                    "must not be shorter than upstream.retry_min".into(),
+                );
+                retry_min
+            }
+            r => bounded_duration(
+                "upstream.retry_max",
+                r,
+                Duration::from_secs(60).max(retry_min),
+                (Duration::from_millis(100), Duration::from_secs(3600)),
+                report,
+            ),
+        };
+        UpstreamConfig {
+            http: self.http.map(|h| h.validate(report)),
+            mqtt: self.mqtt.map(|m| m.validate(report)),
+            outbox_max_bytes,
+            retry_min,
+            retry_max,
+            timeout: bounded_duration(
+                "upstream.timeout",
+                self.timeout,
+                Duration::from_secs(10),
+                (Duration::from_millis(100), Duration::from_secs(300)),
+                report,
+            ),
+            max_attempts: self.max_attempts.map_or(5, |c| c.0 as u32),
+        }
+    }
+}
+
+impl RawHttpUpstream {
+    fn validate(self, report: &mut Report<'_>) -> HttpUpstream {
+        let url = self.url.get_ref().clone();
+        match url::Url::parse(&url) {
+            Ok(u) if u.scheme() == "http" && u.host_str().is_some() => {}
+            Ok(u) if u.scheme() == "https" => report(
+                "upstream.http.url".into(),
+                self.url.span(),
+                "https is not supported by this build (no TLS in the firmware); use http:// on a trusted network".into(),
+            ),
+            _ => report(
+                "upstream.http.url".into(),
+                self.url.span(),
+                format!("`{url}` is not a URL such as http://host:8000/events"),
+            ),
+        }
+        let header = self.header.and_then(|h| {
+            let parsed = h.get_ref().split_once(':').and_then(|(n, v)| {
+                let (n, v) = (n.trim(), v.trim());
+                let token = !n.is_empty()
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+                let value = v.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b));
+                (token && value).then(|| (n.to_string(), v.to_string()))
+            });
+            if parsed.is_none() {
+                report(
+                    "upstream.http.header".into(),
+                    h.span(),
+                    "must be `Name: value`, e.g. \"Authorization: Bearer abc\"".into(),
+                );
+            }
+            parsed
+        });
+        HttpUpstream { url, header }
+    }
+}
+
+impl RawMqttUpstream {
+    fn validate(self, report: &mut Report<'_>) -> MqttUpstream {
+        let raw = self.url.get_ref();
+        let (host, port) = match url::Url::parse(raw) {
+            Ok(u) if u.scheme() == "mqtt" && u.host_str().is_some() => (
+                u.host_str().unwrap_or_default().to_string(),
+                u.port().unwrap_or(1883),
+            ),
+            Ok(u) if u.scheme() == "mqtts" => {
+                report(
+                    "upstream.mqtt.url".into(),
+                    self.url.span(),
+                    "mqtts is not supported by this build (no TLS in the firmware); use mqtt:// on a trusted network".into(),
+                );
+                (String::new(), 1883)
+            }
+            _ => {
+                report(
+                    "upstream.mqtt.url".into(),
+                    self.url.span(),
+                    format!("`{raw}` is not a broker URL such as mqtt://broker:1883"),
+                );
+                (String::new(), 1883)
+            }
+        };
+        let topic_prefix = match self.topic_prefix {
+            None => "vigil".to_string(),
+            Some(t) => {
+                let v = t.get_ref();
+                if v.is_empty() || v.len() > 128 || v.contains(['+', '#', '\0']) || v.ends_with('/')
+                {
+                    report(
+                        "upstream.mqtt.topic_prefix".into(),
+                        t.span(),
+                        "must be 1-128 characters without `+`, `#` or a trailing `/`".into(),
+                    );
+                }
+                v.clone()
+            }
+        };
+        let client_id = match self.client_id {
+            None => "vigil".to_string(),
+            Some(c) => {
+                let v = c.get_ref();
+                if v.is_empty() || v.len() > 64 {
+                    report(
+                        "upstream.mqtt.client_id".into(),
+                        c.span(),
+                        "must be 1-64 characters".into(),
+                    );
+                }
+                v.clone()
+            }
+        };
+        MqttUpstream {
+            host,
+            port,
+            topic_prefix,
+            client_id,
+            username: self.username,
+            password: self.password,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCamera {
@@ -549,6 +932,7 @@ impl RawConfig {
                 );
             }
         }
+        let store = self.store.validate(report);
         let mut cameras: Vec<CameraConfig> = Vec::with_capacity(self.cameras.len());
         for (i, raw) in self.cameras.into_iter().enumerate() {
             let (camera, name_span) = raw.validate(i, report);
@@ -585,7 +969,14 @@ impl RawConfig {
                     .events
                     .track_timeout
                     .map_or(Duration::from_secs(5), |s| s.0),
+                snapshot_pool: self.events.snapshot_pool.map_or(4, |c| c.0),
+                snapshot_width: self.events.snapshot_size.map_or(1280, |r| r.0),
+                snapshot_height: self.events.snapshot_size.map_or(720, |r| r.1),
+                snapshot_quality: self.events.snapshot_quality.map_or(80, |c| c.0 as u8),
+                queue: self.events.queue.map_or(64, |c| c.0),
             },
+            store: store.clone(),
+            upstream: self.upstream.validate(&store, report),
             web: self.web.validate(report),
             backend,
             hardware: HardwareConfig {
@@ -844,6 +1235,32 @@ impl<'de> Deserialize<'de> for Seconds {
             de::Error::custom("expected a duration string such as \"500ms\", \"10s\" or \"2m\"")
         })?;
         parse_duration(&s).map(Seconds).map_err(de::Error::custom)
+    }
+}
+
+/// A retention age: a duration that may also be written in days ("30d"),
+/// from one minute to ten years.
+#[derive(Clone, Copy)]
+struct Age(Duration);
+
+impl<'de> Deserialize<'de> for Age {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)
+            .map_err(|_| de::Error::custom("expected an age such as \"30d\" or \"12h\""))?;
+        let age = match s.trim().strip_suffix('d') {
+            Some(days) => days
+                .parse::<u64>()
+                .map(|n| Duration::from_secs(n.saturating_mul(86_400)))
+                .map_err(|_| format!("`{s}` is not an age such as \"30d\" or \"12h\"")),
+            None => parse_duration(&s),
+        }
+        .map_err(de::Error::custom)?;
+        if !(Duration::from_secs(60)..=Duration::from_secs(3650 * 86_400)).contains(&age) {
+            return Err(de::Error::custom(format!(
+                "age `{s}` must be between 1m and 3650d"
+            )));
+        }
+        Ok(Age(age))
     }
 }
 

@@ -153,11 +153,17 @@ pub struct EventRing {
 impl EventRing {
     /// A ring holding the last `capacity` (at least 1) events.
     pub fn new(capacity: usize) -> Self {
+        EventRing::starting_at(capacity, 1)
+    }
+
+    /// A ring whose first event gets id `first_id` (at least 1): ids continue
+    /// after those of a store that outlives the process.
+    pub fn starting_at(capacity: usize, first_id: u64) -> Self {
         let capacity = capacity.max(1);
         EventRing {
             events: Mutex::new(VecDeque::with_capacity(capacity)),
             capacity,
-            next_id: AtomicU64::new(1),
+            next_id: AtomicU64::new(first_id.max(1)),
             evicted: AtomicU64::new(0),
         }
     }

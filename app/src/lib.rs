@@ -12,6 +12,8 @@
 //! - [`detect`]: detectors filling fixed-capacity detection lists.
 //! - [`events`]: the tracker that turns detections into events, and the ring
 //!   that keeps them.
+//! - [`snapshot`], [`store`], [`upstream`]: each event's annotated JPEG, the
+//!   durable store with its retention and outbox, and delivery upstream.
 //! - [`metrics`] and [`procstat`]: every count, gauge and histogram.
 //! - [`pipeline`]: the threads and the wiring; [`cli`]: the commands.
 //! - [`alloc_count`], [`shutdown`], [`logger`]: cross-cutting support.
@@ -36,7 +38,10 @@ pub mod procstat;
 pub mod queue;
 pub mod sampler;
 pub mod shutdown;
+pub mod snapshot;
 pub mod source;
+pub mod store;
+pub mod upstream;
 pub mod watchdog;
 pub mod web;
 

@@ -4,13 +4,15 @@
 //! ```text
 //! source task (tokio) --PacketSink--> packet queue --> decoder thread (1 per camera)
 //!   --Sampler--> frame pool --> frame queue --> inference workers (fixed N)
-//!   --> Tracker --> EventRing (+ log)
+//!   --> Tracker --> EventRing (+ log, SSE)
+//!                   --> snapshot pool --> job queue --> events thread (1)
+//!                         --> snapshot files + store batch --> outbox --> upstream tasks
 //! ```
 //!
 //! Threads are fixed at start: `io_threads` tokio workers plus the runtime's
 //! one blocking thread (spawned here, kept alive forever), one decoder thread
-//! per camera, `detector.workers` inference threads, and the caller's thread
-//! running the monitor. Nothing here spawns a thread or task per frame, event
+//! per camera, `detector.workers` inference threads, one events thread (when
+//! the store opened), and the caller's thread running the monitor. Nothing here spawns a thread or task per frame, event
 //! or reconnect: a source reconnects inside its own task.
 
 use crate::alloc_count;
@@ -27,8 +29,11 @@ use crate::procstat::ProcSample;
 use crate::queue::{BoundedQueue, PopError, WhenFull};
 use crate::sampler::Sampler;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+use crate::snapshot::{JpegWriter, SnapshotBuf};
 use crate::source::sink::{PacketQueue, PacketSink};
 use crate::source::{self, SourceSpec};
+use crate::store::writer::{DrawnBox, EventJob, EventWriter, JobQueue, MAX_BOXES};
+use crate::store::{Batch, Store, StoreLimits};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -67,6 +72,11 @@ pub struct Pipeline {
     pub registry: Arc<Registry>,
     /// Recent events.
     pub events: Arc<EventRing>,
+    /// The event store; `None` when it could not be opened (the reason is
+    /// in `store_error`, and events are then kept only in memory).
+    pub store: Option<Arc<Store>>,
+    /// Why the store could not be opened ("" when it was).
+    pub store_error: String,
     trigger: Arc<ShutdownTrigger>,
     runtime: Option<tokio::runtime::Runtime>,
     packet_queues: Vec<Arc<PacketQueue>>,
@@ -74,6 +84,8 @@ pub struct Pipeline {
     tensors: Pool<Box<dyn Detector>>,
     decoders: Vec<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
+    jobs: Option<Arc<JobQueue>>,
+    writer: Option<JoinHandle<()>>,
     started: Instant,
 }
 
@@ -131,7 +143,20 @@ impl Pipeline {
             config.cameras.iter().map(|c| c.name.as_str()),
             parts.backend.as_str(),
         );
-        let events = Arc::new(EventRing::new(config.events.ring_capacity));
+        let (store, store_error) = match open_store(config) {
+            Ok(s) => (Some(Arc::new(s)), String::new()),
+            Err(e) => {
+                log::error!("{e}; events are kept in memory only");
+                (None, e.to_string())
+            }
+        };
+        // Ids continue after the newest stored event, so a restart never
+        // reuses one.
+        let first_id = store.as_ref().map_or(1, |s| s.totals().last_id + 1);
+        let events = Arc::new(EventRing::starting_at(
+            config.events.ring_capacity,
+            first_id,
+        ));
 
         let total_frames: usize = config.cameras.iter().map(|c| c.frame_pool).sum();
         let frame_queue = Arc::new(FrameQueue::new(total_frames, WhenFull::DropOldest));
@@ -167,12 +192,25 @@ impl Pipeline {
         // The detectors hold the tensor memory; lending a detector lends its tensors.
         let tensors = Pool::new("tensors", parts.detectors);
         registry.add_pool("", Box::new(tensors.clone()));
+        let snapshots = store.as_ref().map(|_| {
+            let e = &config.events;
+            let pool = Pool::with("snapshots", e.snapshot_pool, || {
+                SnapshotBuf::new(e.snapshot_width, e.snapshot_height)
+            });
+            registry.add_pool("", Box::new(pool.clone()));
+            pool
+        });
+        let jobs = store
+            .as_ref()
+            .map(|_| Arc::new(JobQueue::new(config.events.queue, WhenFull::DropNewest)));
         let registry = Arc::new(registry);
 
         let runtime = build_runtime(config.io_threads)?;
         let mut pipeline = Pipeline {
             registry: registry.clone(),
             events: events.clone(),
+            store: store.clone(),
+            store_error,
             trigger,
             runtime: None,
             packet_queues: packet_queues.clone(),
@@ -180,6 +218,8 @@ impl Pipeline {
             tensors: tensors.clone(),
             decoders: Vec::new(),
             workers: Vec::new(),
+            jobs: jobs.clone(),
+            writer: None,
             started,
         };
 
@@ -228,6 +268,8 @@ impl Pipeline {
                 routes: routes.clone(),
                 registry: registry.clone(),
                 events: events.clone(),
+                snapshots: snapshots.clone(),
+                jobs: jobs.clone(),
                 started,
             };
             let handle = std::thread::Builder::new()
@@ -235,6 +277,43 @@ impl Pipeline {
                 .spawn(move || ctx.run())
                 .map_err(|e| StartError(format!("cannot start inference worker {w}: {e}")))?;
             pipeline.workers.push(handle);
+        }
+        if let (Some(store), Some(jobs)) = (&store, &jobs) {
+            let committed = Arc::new(tokio::sync::Notify::new());
+            let writer = EventWriter {
+                store: store.clone(),
+                jobs: jobs.clone(),
+                cameras: config.cameras.iter().map(|c| c.name.clone()).collect(),
+                batch: Batch::with_capacity(config.store.batch),
+                jpeg: JpegWriter::new(
+                    JpegWriter::capacity_for(
+                        config.events.snapshot_width,
+                        config.events.snapshot_height,
+                    ),
+                    config.events.snapshot_quality,
+                ),
+                flush_after: config.store.flush_after,
+                metrics: registry.outputs.clone(),
+                committed: committed.clone(),
+            };
+            let handle = std::thread::Builder::new()
+                .name("vigil-evt".into())
+                .spawn(move || crate::alloc_count::events_scope(|| writer.run()))
+                .map_err(|e| StartError(format!("cannot start the events thread: {e}")))?;
+            pipeline.writer = Some(handle);
+            crate::upstream::spawn(
+                &runtime,
+                &config.upstream,
+                store.clone(),
+                registry.outputs.clone(),
+                committed,
+                shutdown.clone(),
+                JpegWriter::capacity_for(
+                    config.events.snapshot_width,
+                    config.events.snapshot_height,
+                ),
+            )
+            .map_err(StartError)?;
         }
         runtime.spawn(stop_on_signal(shutdown, pipeline.trigger.clone()));
         pipeline.runtime = Some(runtime);
@@ -311,6 +390,7 @@ impl Pipeline {
         self.decoders
             .iter()
             .chain(&self.workers)
+            .chain(&self.writer)
             .all(|h| !h.is_finished())
     }
 
@@ -340,6 +420,13 @@ impl Pipeline {
         for h in self.workers.drain(..) {
             let _ = h.join();
         }
+        // The events thread commits what the workers queued, then stops.
+        if let Some(jobs) = &self.jobs {
+            jobs.close();
+        }
+        if let Some(h) = self.writer.take() {
+            let _ = h.join();
+        }
         // Frames still queued go back to their decoders, and the detectors
         // release their engines (NPU contexts, RGA imports) now, in order,
         // rather than whenever the last Arc goes.
@@ -367,6 +454,21 @@ pub struct MonitorState {
     cameras: Vec<(u64, u64)>,
     /// The last process reading.
     pub last: ProcSample,
+}
+
+fn open_store(config: &Config) -> Result<Store, crate::store::StoreError> {
+    let limits = StoreLimits {
+        max_bytes: config.store.max_bytes,
+        max_events: config.store.max_events,
+        max_age: config.store.max_age,
+        outbox_max_bytes: config.upstream.outbox_max_bytes,
+        cache_bytes: config.store.cache as usize,
+    };
+    let sinks = [
+        config.upstream.http.is_some(),
+        config.upstream.mqtt.is_some(),
+    ];
+    Store::open(&config.data_dir, limits, sinks)
 }
 
 fn route(
@@ -550,10 +652,62 @@ struct WorkerContext {
     routes: Arc<Vec<CameraRoute>>,
     registry: Arc<Registry>,
     events: Arc<EventRing>,
+    snapshots: Option<Pool<SnapshotBuf>>,
+    jobs: Option<Arc<JobQueue>>,
     started: Instant,
 }
 
 impl WorkerContext {
+    /// Queues event `event` for the events thread with a copy of the
+    /// picture (when a snapshot buffer is free) and the boxes to draw.
+    fn queue_job(
+        &self,
+        event: Event,
+        image: &crate::image::ImageRef<'_>,
+        detections: &Detections,
+        own: &crate::detect::Detection,
+        detector: &dyn Detector,
+    ) {
+        let Some(jobs) = &self.jobs else { return };
+        let outputs = &self.registry.outputs;
+        let snapshot = self.snapshots.as_ref().and_then(|pool| {
+            let Some(mut buf) = pool.try_take() else {
+                outputs.snapshot_pool_empty.inc();
+                return None;
+            };
+            match buf.copy_from(image) {
+                Ok(()) => Some(buf),
+                Err(e) => {
+                    outputs.snapshots_failed.inc();
+                    log::debug!("event {}: no snapshot: {e}", event.id);
+                    None
+                }
+            }
+        });
+        let mut boxes = heapless::Vec::<DrawnBox, MAX_BOXES>::new();
+        let drawn = |d: &crate::detect::Detection| DrawnBox {
+            bbox: d.bbox,
+            label: detector.class_name(d.class_id),
+            score: d.score,
+        };
+        let _ = boxes.push(drawn(own));
+        for d in detections.iter().filter(|d| !std::ptr::eq(*d, own)) {
+            if boxes.push(drawn(d)).is_err() {
+                break;
+            }
+        }
+        if jobs
+            .push(EventJob {
+                event,
+                snapshot,
+                boxes,
+            })
+            .is_some()
+        {
+            outputs.jobs_dropped.inc();
+        }
+    }
+
     fn run(self) {
         let mut detections = Detections::new();
         loop {
@@ -588,7 +742,7 @@ impl WorkerContext {
                 .map_or(0, |d| d.as_millis() as i64);
             let mut tracker = route.tracker.lock().unwrap_or_else(PoisonError::into_inner);
             tracker.update(&detections, now_ms, |d| {
-                let id = self.events.push(Event {
+                let mut event = Event {
                     id: 0,
                     camera: frame.camera(),
                     unix_ms,
@@ -597,7 +751,10 @@ impl WorkerContext {
                     class_name: detector.class_name(d.class_id),
                     score: d.score,
                     bbox: d.bbox,
-                });
+                };
+                let id = self.events.push(event);
+                event.id = id;
+                self.queue_job(event, &image, &detections, d, &**detector);
                 route.metrics.events.inc();
                 let (w, h) = image.size();
                 let (w, h) = (w as f32, h as f32);

@@ -40,13 +40,15 @@ fn sample_clip_raises_events_on_a_fixed_set_of_named_threads() {
         "{event}"
     );
     let first = v.thread_names();
-    // main + 1 io worker + 1 blocking + 1 decoder + 1 inference worker.
+    // main + 1 io worker + 1 blocking + 1 decoder + 1 inference worker + the
+    // events thread.
     assert_eq!(
         first,
         vec![
             "vigil",
             "vigil-dec-0",
             "vigil-det-0",
+            "vigil-evt",
             "vigil-io-0",
             "vigil-io-1"
         ],

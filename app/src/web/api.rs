@@ -36,8 +36,42 @@ pub struct Status<'a> {
     pools: Vec<PoolJson<'a>>,
     disk: Option<Disk<'a>>,
     events: EventsSummary,
+    store: StoreSummary,
+    upstream: Vec<UpstreamSummary>,
     sse: SseSummary,
     web: WebSummary,
+}
+
+#[derive(Serialize)]
+struct StoreSummary {
+    ok: bool,
+    error: String,
+    events: u64,
+    bytes: u64,
+    max_bytes: u64,
+    max_events: u64,
+    last_id: u64,
+    written: u64,
+    deleted: u64,
+    lost: u64,
+    snapshots_written: u64,
+    snapshots_failed: u64,
+    snapshot_pool_empty: u64,
+    queue_dropped: u64,
+}
+
+#[derive(Serialize)]
+struct UpstreamSummary {
+    name: &'static str,
+    target: String,
+    up: bool,
+    pending_events: u64,
+    pending_bytes: u64,
+    delivered: u64,
+    failures: u64,
+    rejected: u64,
+    dropped: u64,
+    last_error: String,
 }
 
 #[derive(Serialize)]
@@ -170,6 +204,8 @@ pub fn status(ctx: &WebContext) -> Status<'_> {
             in_memory: ctx.events.len(),
             evicted: ctx.events.evicted(),
         },
+        store: store_summary(ctx),
+        upstream: upstream_summary(ctx),
         sse: SseSummary {
             clients: ctx.hub.active(),
             max_clients: ctx.hub.capacity(),
@@ -181,6 +217,61 @@ pub fn status(ctx: &WebContext) -> Status<'_> {
             refused: ctx.stats.refused.get(),
         },
     }
+}
+
+fn store_summary(ctx: &WebContext) -> StoreSummary {
+    let o = &ctx.registry.outputs;
+    let (totals, limits, counters, error) = match &ctx.store {
+        Some(s) => (
+            s.totals(),
+            Some(s.limits().clone()),
+            Some(&s.counters),
+            s.last_error(),
+        ),
+        None => (Default::default(), None, None, ctx.store_error.clone()),
+    };
+    let count =
+        |c: Option<&std::sync::atomic::AtomicU64>| c.map_or(0, |c| c.load(Ordering::Relaxed));
+    StoreSummary {
+        ok: ctx.store.is_some() && error.is_empty(),
+        error,
+        events: totals.events,
+        bytes: totals.bytes,
+        max_bytes: limits.as_ref().map_or(0, |l| l.max_bytes),
+        max_events: limits.as_ref().map_or(0, |l| l.max_events),
+        last_id: totals.last_id,
+        written: count(counters.map(|c| &c.written)),
+        deleted: count(counters.map(|c| &c.deleted)),
+        lost: count(counters.map(|c| &c.lost)),
+        snapshots_written: o.snapshots_written.get(),
+        snapshots_failed: o.snapshots_failed.get(),
+        snapshot_pool_empty: o.snapshot_pool_empty.get(),
+        queue_dropped: o.jobs_dropped.get(),
+    }
+}
+
+fn upstream_summary(ctx: &WebContext) -> Vec<UpstreamSummary> {
+    let totals = ctx.store.as_ref().map(|s| s.totals()).unwrap_or_default();
+    crate::store::Sink::ALL
+        .iter()
+        .filter_map(|&sink| {
+            let i = sink as usize;
+            let m = &ctx.registry.outputs.upstream[i];
+            let (target, last_error) = m.describe();
+            (!target.is_empty()).then(|| UpstreamSummary {
+                name: sink.as_str(),
+                target,
+                up: m.up.get() > 0.5,
+                pending_events: totals.outbox_events[i],
+                pending_bytes: totals.outbox_bytes[i],
+                delivered: m.delivered.get(),
+                failures: m.failures.get(),
+                rejected: m.rejected.get(),
+                dropped: totals.outbox_dropped[i],
+                last_error,
+            })
+        })
+        .collect()
 }
 
 /// Builds one camera's document; with its latest events when `with_events`.
@@ -233,13 +324,74 @@ pub fn event<'a>(ctx: &'a WebContext, e: &Event) -> EventJson<'a> {
             x1: e.bbox.x1,
             y1: e.bbox.y1,
         },
-        // Snapshots arrive with the event store (issue 6).
-        snapshot: None,
+        // The events thread writes the file shortly after the event; until
+        // then (or when the pool was empty) the URL answers 404.
+        snapshot: ctx.store.as_ref().map(|_| snapshot_url(e.id)),
     }
 }
 
-/// Builds a page of events after `after`, at most `limit` (capped at
-/// [`MAX_PAGE`]).
+/// Where event `id`'s snapshot is served.
+pub fn snapshot_url(id: u64) -> String {
+    format!("/api/events/{id}/snapshot.jpg")
+}
+
+/// A stored event's document.
+pub fn stored_event(r: &crate::store::EventRecord) -> StoredEventJson<'_> {
+    StoredEventJson {
+        id: r.id,
+        camera: &r.camera,
+        time_ms: r.unix_ms,
+        pts_us: r.pts_us,
+        class: &r.class,
+        score: r.score,
+        bbox: BoxJson {
+            x0: r.bbox[0],
+            y0: r.bbox[1],
+            x1: r.bbox[2],
+            y1: r.bbox[3],
+        },
+        snapshot: (r.snapshot_bytes > 0).then(|| snapshot_url(r.id)),
+    }
+}
+
+/// An event read from the store, as the API shows it (the same fields as
+/// [`EventJson`]).
+#[derive(Serialize)]
+pub struct StoredEventJson<'a> {
+    id: u64,
+    camera: &'a str,
+    time_ms: i64,
+    pts_us: i64,
+    class: &'a str,
+    score: f32,
+    bbox: BoxJson,
+    snapshot: Option<String>,
+}
+
+/// Builds a page of stored events after `after`, at most `limit` (capped at
+/// [`MAX_PAGE`]), as JSON; from the in-memory ring when there is no store.
+pub fn events_page_json(ctx: &WebContext, after: u64, limit: usize) -> Result<Vec<u8>, String> {
+    let Some(store) = &ctx.store else {
+        return serde_json::to_vec(&events_page(ctx, after, limit)).map_err(|e| e.to_string());
+    };
+    let records = store
+        .after(after, limit.min(MAX_PAGE))
+        .map_err(|e| e.to_string())?;
+    let page = StoredEventsPage {
+        next_after: records.last().map_or(after, |r| r.id),
+        events: records.iter().map(stored_event).collect(),
+    };
+    serde_json::to_vec(&page).map_err(|e| e.to_string())
+}
+
+#[derive(Serialize)]
+struct StoredEventsPage<'a> {
+    events: Vec<StoredEventJson<'a>>,
+    next_after: u64,
+}
+
+/// Builds a page of in-memory events after `after`, at most `limit` (capped
+/// at [`MAX_PAGE`]).
 pub fn events_page(ctx: &WebContext, after: u64, limit: usize) -> EventsPage<'_> {
     let mut found = Vec::with_capacity(limit.min(MAX_PAGE));
     ctx.events.after(after, limit.min(MAX_PAGE), &mut found);

@@ -78,6 +78,11 @@ pub struct WebContext {
     pub boot_slot: Option<String>,
     /// The data directory (disk use).
     pub data_dir: PathBuf,
+    /// The event store (set by the caller after `new`; `None` when it did
+    /// not open, with the reason in `store_error`).
+    pub store: Option<Arc<crate::store::Store>>,
+    /// Why the store did not open ("" when it did).
+    pub store_error: String,
     /// When the process started.
     pub started: Instant,
     /// The same, as Unix seconds.
@@ -134,6 +139,8 @@ impl WebContext {
                 .ok()
                 .and_then(|c| api::boot_slot(&c)),
             data_dir: config.data_dir.clone(),
+            store: None,
+            store_error: String::new(),
             started,
             started_unix: now_unix - uptime,
         })

@@ -387,6 +387,8 @@ pub fn render(ctx: &WebContext) -> String {
         );
     }
 
+    outputs(w, ctx);
+
     if let Some(d) = super::api::disk_usage(&ctx.data_dir) {
         gauge(
             w,
@@ -402,6 +404,156 @@ pub fn render(ctx: &WebContext) -> String {
         );
     }
     out
+}
+
+/// Snapshots, the event store and the upstreams.
+fn outputs(w: &mut String, ctx: &WebContext) {
+    let o = &ctx.registry.outputs;
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
+    gauge(
+        w,
+        "vigil_store_up",
+        "1 when the event store is open and its last commit worked.",
+        match &ctx.store {
+            Some(s) if s.last_error().is_empty() => 1.0,
+            _ => 0.0,
+        },
+    );
+    if let Some(store) = &ctx.store {
+        let t = store.totals();
+        gauge(
+            w,
+            "vigil_store_events",
+            "Events in the store.",
+            t.events as f64,
+        );
+        gauge(
+            w,
+            "vigil_store_used_bytes",
+            "Quota bytes the store's events and snapshots use.",
+            t.bytes as f64,
+        );
+        gauge(
+            w,
+            "vigil_store_quota_bytes",
+            "The store's byte quota (store.max_bytes).",
+            store.limits().max_bytes as f64,
+        );
+        let c = &store.counters;
+        counter(
+            w,
+            "vigil_store_events_written_total",
+            "Events committed to the store.",
+            load(&c.written),
+        );
+        counter(
+            w,
+            "vigil_store_events_deleted_total",
+            "Events deleted by retention (bytes, count or age).",
+            load(&c.deleted),
+        );
+        counter(
+            w,
+            "vigil_store_events_lost_total",
+            "Events lost because a commit failed (full or failing disk).",
+            load(&c.lost),
+        );
+        family(
+            w,
+            "vigil_upstream_pending_events",
+            "gauge",
+            "Events waiting in the outbox for delivery.",
+        );
+        for sink in crate::store::Sink::ALL {
+            let _ = writeln!(
+                w,
+                "vigil_upstream_pending_events{{upstream=\"{}\"}} {}",
+                sink.as_str(),
+                t.outbox_events[sink as usize]
+            );
+        }
+        family(
+            w,
+            "vigil_upstream_pending_bytes",
+            "gauge",
+            "Bytes of the events waiting in the outbox.",
+        );
+        for sink in crate::store::Sink::ALL {
+            let _ = writeln!(
+                w,
+                "vigil_upstream_pending_bytes{{upstream=\"{}\"}} {}",
+                sink.as_str(),
+                t.outbox_bytes[sink as usize]
+            );
+        }
+        family(
+            w,
+            "vigil_upstream_dropped_total",
+            "counter",
+            "Undelivered events dropped (outbox quota or retention).",
+        );
+        for sink in crate::store::Sink::ALL {
+            let _ = writeln!(
+                w,
+                "vigil_upstream_dropped_total{{upstream=\"{}\"}} {}",
+                sink.as_str(),
+                t.outbox_dropped[sink as usize]
+            );
+        }
+    }
+    family(
+        w,
+        "vigil_snapshots_total",
+        "counter",
+        "Event snapshots by outcome.",
+    );
+    for (result, v) in [
+        ("written", o.snapshots_written.get()),
+        ("failed", o.snapshots_failed.get()),
+        ("pool_empty", o.snapshot_pool_empty.get()),
+    ] {
+        let _ = writeln!(w, "vigil_snapshots_total{{result=\"{result}\"}} {v}");
+    }
+    counter(
+        w,
+        "vigil_event_queue_dropped_total",
+        "Events dropped because the events thread's queue was full.",
+        o.jobs_dropped.get() as f64,
+    );
+    type Pick = fn(&crate::metrics::UpstreamMetrics) -> f64;
+    let families: [(&str, &str, &str, Pick); 4] = [
+        (
+            "vigil_upstream_up",
+            "gauge",
+            "1 when the last delivery attempt succeeded.",
+            |m| m.up.get(),
+        ),
+        (
+            "vigil_upstream_delivered_total",
+            "counter",
+            "Events delivered and acknowledged.",
+            |m| m.delivered.get() as f64,
+        ),
+        (
+            "vigil_upstream_failures_total",
+            "counter",
+            "Delivery attempts that failed and are retried.",
+            |m| m.failures.get() as f64,
+        ),
+        (
+            "vigil_upstream_rejected_total",
+            "counter",
+            "Events given up on after the upstream refused them.",
+            |m| m.rejected.get() as f64,
+        ),
+    ];
+    for (name, kind, help, pick) in families {
+        family(w, name, kind, help);
+        for sink in crate::store::Sink::ALL {
+            let m = &o.upstream[sink as usize];
+            let _ = writeln!(w, "{name}{{upstream=\"{}\"}} {}", sink.as_str(), pick(m));
+        }
+    }
 }
 
 fn family(w: &mut String, name: &str, kind: &str, help: &str) {

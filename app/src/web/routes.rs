@@ -163,12 +163,29 @@ async fn route(ctx: &Arc<WebContext>, conn: &Arc<ConnState>, req: Request<Incomi
                 }
                 "/api/history" => json(StatusCode::OK, &ctx.history.to_json()),
                 _ => match events_query(req.uri().query().unwrap_or("")) {
-                    Ok((after, limit)) => {
-                        json(StatusCode::OK, &api::events_page(ctx, after, limit))
-                    }
+                    Ok((after, limit)) => match api::events_page_json(ctx, after, limit) {
+                        Ok(body) => {
+                            let mut r = full(StatusCode::OK, body);
+                            set(&mut r, header::CONTENT_TYPE, "application/json");
+                            set(&mut r, header::CACHE_CONTROL, "no-store");
+                            r
+                        }
+                        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e),
+                    },
                     Err(msg) => error(StatusCode::BAD_REQUEST, &msg),
                 },
             }
+        }
+        p if p.starts_with("/api/events/") => {
+            if !get {
+                let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "use GET");
+                set(&mut r, header::ALLOW, "GET, HEAD");
+                return r;
+            }
+            if !readable {
+                return login_required();
+            }
+            snapshot(ctx, p)
         }
         "/api/session" if get => json(StatusCode::OK, &session_json(ctx, session.as_ref())),
         "/api/setup" | "/api/login" | "/api/logout" | "/api/password" if post => {
@@ -243,6 +260,49 @@ fn events_stream(ctx: &Arc<WebContext>, conn: &Arc<ConnState>) -> Resp {
 
 /// Parses `after=ID&limit=N`; unknown parameters are an error so a typo
 /// does not silently return the wrong page.
+/// The snapshot id in `/api/events/<id>/snapshot.jpg`.
+fn snapshot_id(path: &str) -> Option<u64> {
+    let id = path
+        .strip_prefix("/api/events/")?
+        .strip_suffix("/snapshot.jpg")?;
+    // Digits only: no sign, no path tricks.
+    if id.is_empty() || id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    id.parse().ok()
+}
+
+/// Snapshots are written by vigil and at most the JPEG buffer's size; a
+/// larger file is not one of ours and is not served.
+const MAX_SNAPSHOT_FILE: u64 = 16 << 20;
+
+fn snapshot(ctx: &WebContext, path: &str) -> Resp {
+    let Some(id) = snapshot_id(path) else {
+        return error(StatusCode::NOT_FOUND, "no such page");
+    };
+    let Some(store) = &ctx.store else {
+        return error(StatusCode::NOT_FOUND, "no event store");
+    };
+    let file = store.snapshot_path(id);
+    let data = std::fs::metadata(&file)
+        .ok()
+        .filter(|m| m.is_file() && m.len() <= MAX_SNAPSHOT_FILE)
+        .and_then(|_| std::fs::read(&file).ok());
+    match data {
+        Some(jpeg) => {
+            let mut r = full(StatusCode::OK, jpeg);
+            set(&mut r, header::CONTENT_TYPE, "image/jpeg");
+            // An id's snapshot never changes while it exists.
+            set(&mut r, header::CACHE_CONTROL, "private, max-age=86400");
+            r
+        }
+        None => error(
+            StatusCode::NOT_FOUND,
+            "no snapshot for this event (none taken, not written yet, or deleted by retention)",
+        ),
+    }
+}
+
 fn events_query(query: &str) -> Result<(u64, usize), String> {
     let mut after = 0u64;
     let mut limit = DEFAULT_PAGE;
@@ -512,6 +572,22 @@ fn set_cookie(r: &mut Resp, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snapshot_paths_take_digits_only() {
+        assert_eq!(snapshot_id("/api/events/42/snapshot.jpg"), Some(42));
+        for bad in [
+            "/api/events//snapshot.jpg",
+            "/api/events/-1/snapshot.jpg",
+            "/api/events/+1/snapshot.jpg",
+            "/api/events/1/../snapshot.jpg",
+            "/api/events/1/clip.mp4",
+            "/api/events/99999999999999999999999/snapshot.jpg",
+            "/api/events/1x/snapshot.jpg",
+        ] {
+            assert_eq!(snapshot_id(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn events_query_parses_and_caps() {

@@ -1,0 +1,70 @@
+//! One stored event, as the store keeps it and the API and upstreams see it.
+//!
+//! Records are JSON: a few hundred bytes each, readable with any tool when a
+//! box comes back for analysis, and the same document the HTTP upstream and
+//! the MQTT topic carry, so there is one format to document (docs/events.md).
+
+use serde::{Deserialize, Serialize};
+
+/// A stored event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// The event's id, unique on this box for the life of its data
+    /// directory (ids continue across restarts).
+    pub id: u64,
+    /// Camera name.
+    pub camera: String,
+    /// Wall-clock time in milliseconds since the Unix epoch.
+    pub unix_ms: i64,
+    /// Stream time of the picture in microseconds.
+    pub pts_us: i64,
+    /// Class id in the detector's table.
+    pub class_id: u16,
+    /// Class name.
+    pub class: String,
+    /// Detection score (0..1).
+    pub score: f32,
+    /// Box normalised to the picture: x0, y0, x1, y1.
+    pub bbox: [f32; 4],
+    /// Bytes of the snapshot JPEG; 0 when the event has none (the snapshot
+    /// pool was empty or the picture could not be encoded).
+    pub snapshot_bytes: u32,
+}
+
+impl EventRecord {
+    /// Writes the record's JSON to `out` (fails only when `out` does).
+    pub fn write_json(&self, out: impl std::io::Write) -> Result<(), serde_json::Error> {
+        serde_json::to_writer(out, self)
+    }
+
+    /// Parses a stored record; `None` when the bytes are not a record (a
+    /// damaged entry is skipped, never a panic).
+    pub fn from_json(bytes: &[u8]) -> Option<EventRecord> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_round_trips_and_garbage_is_refused() {
+        let r = EventRecord {
+            id: 7,
+            camera: "gate".into(),
+            unix_ms: 1_700_000_000_123,
+            pts_us: 40_000,
+            class_id: 1,
+            class: "person".into(),
+            score: 0.5,
+            bbox: [0.1, 0.2, 0.3, 0.4],
+            snapshot_bytes: 1234,
+        };
+        let mut out = Vec::new();
+        r.write_json(&mut out).unwrap();
+        assert_eq!(EventRecord::from_json(&out), Some(r));
+        assert_eq!(EventRecord::from_json(b"{\"id\":1}"), None);
+        assert_eq!(EventRecord::from_json(&out[..out.len() - 1]), None);
+    }
+}

@@ -1,0 +1,310 @@
+//! Upstream delivery of events: one drainer task per configured upstream,
+//! and the HTTP and MQTT clients they use.
+//!
+//! The outbox is part of the store (`store::Store`): an event is queued for
+//! every configured upstream in the transaction that stores it. A drainer
+//! takes the oldest queued event, sends it, and only then takes it off the
+//! outbox, so delivery is at least once: a crash between the two sends it
+//! again. Events go one at a time and in id order; while an upstream is
+//! down the drainer retries the same event with a growing, jittered delay
+//! (`upstream.retry_min` to `retry_max`) and the rest wait on disk, bounded
+//! by the outbox quota. An event the upstream refuses outright (HTTP 4xx)
+//! is given up after `upstream.max_attempts`, counted, so it cannot block
+//! the queue forever.
+//!
+//! Drainers are tasks on the shared runtime (no thread of their own). Their
+//! store reads and writes are short synchronous calls; the snapshot read is
+//! one file of at most the JPEG buffer's size.
+//!
+//! Payloads (docs/events.md):
+//! - HTTP: `POST` of `{"event": <record>, "snapshot_jpeg": "<base64>"|null}`.
+//! - MQTT, QoS 1, not retained: `<prefix>/<camera>/snapshot` with the JPEG
+//!   bytes (when the event has one), then `<prefix>/<camera>/event` with the
+//!   record's JSON; the event counts as delivered when both are acknowledged.
+
+pub mod http;
+pub mod mqtt;
+
+use crate::config::UpstreamConfig;
+use crate::metrics::{OutputMetrics, UpstreamMetrics};
+use crate::shutdown::Shutdown;
+use crate::source::backoff::{seed_from, Backoff, Jitter};
+use crate::store::{EventRecord, Sink, Store};
+use base64::Engine;
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Settle this many deliveries without forcing them to disk, then one
+/// durable commit (a crash in between only redelivers them).
+const DURABLE_EVERY: u32 = 64;
+/// How long an idle drainer waits for new events before looking again
+/// (and, for MQTT, keeps the connection alive meanwhile).
+const IDLE_WAIT: Duration = Duration::from_secs(5);
+
+/// One configured upstream and its client.
+enum Client {
+    // Boxed, both: one of each lives for the process; the enum stays small.
+    Http(Box<http::HttpSink>),
+    Mqtt {
+        sink: Box<mqtt::MqttSink>,
+        topic_prefix: String,
+    },
+}
+
+impl Client {
+    fn sink(&self) -> Sink {
+        match self {
+            Client::Http(_) => Sink::Http,
+            Client::Mqtt { .. } => Sink::Mqtt,
+        }
+    }
+
+    async fn deliver(
+        &mut self,
+        record: &EventRecord,
+        jpeg: Option<&[u8]>,
+        body: &mut Vec<u8>,
+    ) -> Result<(), DeliveryError> {
+        body.clear();
+        match self {
+            Client::Http(sink) => {
+                body.extend_from_slice(b"{\"event\":");
+                let _ = record.write_json(&mut *body);
+                match jpeg {
+                    Some(jpeg) => {
+                        body.extend_from_slice(b",\"snapshot_jpeg\":\"");
+                        let start = body.len();
+                        body.resize(start + base64_len(jpeg.len()), 0);
+                        let n = base64::engine::general_purpose::STANDARD
+                            .encode_slice(jpeg, &mut body[start..])
+                            .map_err(|e| DeliveryError::Rejected(format!("base64: {e}")))?;
+                        body.truncate(start + n);
+                        body.extend_from_slice(b"\"}");
+                    }
+                    None => body.extend_from_slice(b",\"snapshot_jpeg\":null}"),
+                }
+                sink.post_json(bytes::Bytes::copy_from_slice(body)).await
+            }
+            Client::Mqtt { sink, topic_prefix } => {
+                let topic = |kind: &str| format!("{topic_prefix}/{}/{kind}", record.camera);
+                if let Some(jpeg) = jpeg {
+                    sink.publish(&topic("snapshot"), bytes::Bytes::copy_from_slice(jpeg))
+                        .await?;
+                }
+                let _ = record.write_json(&mut *body);
+                sink.publish(&topic("event"), bytes::Bytes::copy_from_slice(body))
+                    .await
+            }
+        }
+    }
+
+    /// Waits up to `d`; an MQTT client keeps its connection alive meanwhile.
+    async fn idle(&mut self, d: Duration) {
+        match self {
+            Client::Http(_) => tokio::time::sleep(d).await,
+            Client::Mqtt { sink, .. } => sink.idle(d).await,
+        }
+    }
+}
+
+fn base64_len(n: usize) -> usize {
+    n.div_ceil(3) * 4
+}
+
+/// Starts one drainer task per configured upstream on `runtime`.
+pub fn spawn(
+    runtime: &tokio::runtime::Runtime,
+    config: &UpstreamConfig,
+    store: Arc<Store>,
+    metrics: Arc<OutputMetrics>,
+    committed: Arc<Notify>,
+    shutdown: Shutdown,
+    max_snapshot: usize,
+) -> Result<(), String> {
+    let mut clients = Vec::new();
+    if let Some(h) = &config.http {
+        let sink = http::HttpSink::new(&h.url, h.header.clone(), config.timeout)
+            .map_err(|e| format!("upstream.http: {e}"))?;
+        clients.push(Client::Http(Box::new(sink)));
+    }
+    if let Some(m) = &config.mqtt {
+        let sink = mqtt::MqttSink::new(mqtt::MqttSettings {
+            host: m.host.clone(),
+            port: m.port,
+            client_id: m.client_id.clone(),
+            username: m.username.clone(),
+            password: m.password.clone(),
+            keep_alive: Duration::from_secs(30),
+            timeout: config.timeout,
+            max_payload: max_snapshot + 4096,
+        });
+        clients.push(Client::Mqtt {
+            sink: Box::new(sink),
+            topic_prefix: m.topic_prefix.clone(),
+        });
+    }
+    for client in clients {
+        let sink = client.sink();
+        let m = &metrics.upstream[sink as usize];
+        *m.target.lock().unwrap_or_else(PoisonError::into_inner) = match &client {
+            Client::Http(s) => s.describe(),
+            Client::Mqtt { sink, .. } => sink.describe(),
+        };
+        let drainer = Drainer {
+            client,
+            store: store.clone(),
+            metrics: metrics.clone(),
+            committed: committed.clone(),
+            backoff: Backoff::new(
+                config.retry_min,
+                config.retry_max,
+                Jitter::Full,
+                Duration::ZERO,
+                seed_from(sink.as_str()),
+            ),
+            max_attempts: config.max_attempts,
+            body: Vec::with_capacity(base64_len(max_snapshot) + 1024),
+        };
+        runtime.spawn(drainer.run(shutdown.clone()));
+    }
+    Ok(())
+}
+
+struct Drainer {
+    client: Client,
+    store: Arc<Store>,
+    metrics: Arc<OutputMetrics>,
+    committed: Arc<Notify>,
+    backoff: Backoff,
+    max_attempts: u32,
+    body: Vec<u8>,
+}
+
+impl Drainer {
+    fn stats(&self) -> &UpstreamMetrics {
+        &self.metrics.upstream[self.client.sink() as usize]
+    }
+
+    async fn run(mut self, mut shutdown: Shutdown) {
+        let sink = self.client.sink();
+        let mut attempts = 0u32;
+        let mut settled_lazily = 0u32;
+        let committed = self.committed.clone();
+        while !shutdown.is_requested() {
+            // Registered before looking, so a commit in between still wakes us.
+            let notified = committed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let next = match self.store.next_pending(sink, 0) {
+                Ok(next) => next,
+                Err(e) => {
+                    self.stats().fail(&e.to_string());
+                    self.pause(&mut shutdown).await;
+                    continue;
+                }
+            };
+            let Some(record) = next else {
+                if settled_lazily > 0 && self.settle_durably(sink) {
+                    settled_lazily = 0;
+                }
+                tokio::select! {
+                    _ = notified => {}
+                    _ = self.client.idle(IDLE_WAIT) => {}
+                    _ = shutdown.requested() => {}
+                }
+                continue;
+            };
+            let jpeg = match record.snapshot_bytes {
+                0 => None,
+                // Retention may have deleted the file meanwhile: send without.
+                _ => std::fs::read(self.store.snapshot_path(record.id)).ok(),
+            };
+            let mut body = std::mem::take(&mut self.body);
+            let result = tokio::select! {
+                r = self.client.deliver(&record, jpeg.as_deref(), &mut body) => r,
+                _ = shutdown.requested() => break,
+            };
+            self.body = body;
+            attempts += 1;
+            let give_up = match &result {
+                Ok(()) => {
+                    self.stats().succeed();
+                    self.backoff.reset();
+                    true
+                }
+                Err(DeliveryError::Rejected(why)) if attempts >= self.max_attempts => {
+                    self.stats().rejected.inc();
+                    log::warn!(
+                        "upstream {}: event {} given up after {attempts} attempts: {why}",
+                        sink.as_str(),
+                        record.id
+                    );
+                    true
+                }
+                Err(e) => {
+                    self.stats().fail(&e.to_string());
+                    log::debug!("upstream {}: event {}: {e}", sink.as_str(), record.id);
+                    false
+                }
+            };
+            if give_up {
+                attempts = 0;
+                settled_lazily += 1;
+                let durable = settled_lazily >= DURABLE_EVERY;
+                match self.store.settle(sink, record.id, durable) {
+                    Ok(_) if durable => settled_lazily = 0,
+                    Ok(_) => {}
+                    Err(e) => {
+                        self.stats().fail(&e.to_string());
+                        self.pause(&mut shutdown).await;
+                    }
+                }
+            } else {
+                self.pause(&mut shutdown).await;
+            }
+        }
+        if settled_lazily > 0 {
+            self.settle_durably(sink);
+        }
+    }
+
+    /// Makes earlier lazy settlements durable; false on a store error.
+    fn settle_durably(&self, sink: Sink) -> bool {
+        // Settling an id that is not queued changes nothing but commits durably.
+        self.store.settle(sink, 0, true).is_ok()
+    }
+
+    /// Waits the next backoff delay (or until shutdown).
+    async fn pause(&mut self, shutdown: &mut Shutdown) {
+        let delay = self.backoff.next_delay();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.requested() => {}
+        }
+    }
+}
+
+/// Why a delivery did not happen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeliveryError {
+    /// The upstream is unavailable or misbehaving (cannot connect, reset,
+    /// timed out, refused the connection, answered 5xx, 408, 429 or
+    /// garbage): the same event is retried after a backoff.
+    Unavailable(String),
+    /// The upstream refused this event (HTTP 4xx other than 408/429, an
+    /// MQTT payload larger than the broker allows): retrying the same bytes
+    /// cannot succeed, so the outbox gives up on it after a few attempts.
+    Rejected(String),
+}
+
+impl std::fmt::Display for DeliveryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeliveryError::Unavailable(s) => write!(f, "unavailable: {s}"),
+            DeliveryError::Rejected(s) => write!(f, "rejected: {s}"),
+        }
+    }
+}
+
+impl std::error::Error for DeliveryError {}
