@@ -13,6 +13,7 @@
 #                    convert a YOLO ONNX (rknn_model_zoo export) to .rknn for the RK3588
 #                    NPU with rknn-toolkit2 in a venv (5.6 GB: torch); not run by CI
 #   make lint-yocto  oelint-adv over yocto/ and the kas files loaded by kas (offline)
+#   make bench-events  event store and upstream drain figures (docs/events.md)
 #
 # Everything downloaded lands in $(VIGIL_CACHE_DIR), outside git.
 
@@ -24,7 +25,7 @@ SAMPLE := $(VIGIL_CACHE_DIR)/media/bikes.mp4
 VIGIL := target/release/vigil
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: all deps model sample build run test system lint bench bench-store clean help \
+.PHONY: all deps model sample build run test system lint bench bench-store bench-events clean help \
 	deps-cross deps-test-cross cross test-cross deps-board image-qemu boot-qemu test-board flash rknn-venv rknn-model lint-yocto
 
 all: build
@@ -75,6 +76,12 @@ lint-yocto:
 # sample clip, CPU-seconds per frame, peak RSS against the budget.
 bench: deps model sample
 	$(CARGO) bench -p vigil --bench pipeline
+
+# Figures for the event store and delivery (docs/events.md): events/s
+# committed by the events thread (records only, and with 1280x720 snapshots)
+# and the HTTP drain rate from a backlog. Prints; asserts nothing.
+bench-events: deps
+	$(CARGO) bench -p vigil --bench events
 
 # The event-store measurement of docs/decisions/0006 (sled vs redb, 200,000
 # events each, with retention): figures only; its own crate and workspace.

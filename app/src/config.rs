@@ -1247,14 +1247,21 @@ impl<'de> Deserialize<'de> for Age {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)
             .map_err(|_| de::Error::custom("expected an age such as \"30d\" or \"12h\""))?;
-        let age = match s.trim().strip_suffix('d') {
-            Some(days) => days
-                .parse::<u64>()
-                .map(|n| Duration::from_secs(n.saturating_mul(86_400)))
-                .map_err(|_| format!("`{s}` is not an age such as \"30d\" or \"12h\"")),
-            None => parse_duration(&s),
-        }
-        .map_err(de::Error::custom)?;
+        let bad =
+            || format!("`{s}` is not an age such as \"30d\" or \"12h\" (units ms, s, m, h, d)");
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num.parse().map_err(|_| de::Error::custom(bad()))?;
+        let unit_ms: u64 = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return Err(de::Error::custom(bad())),
+        };
+        let age = Duration::from_millis(n.saturating_mul(unit_ms));
         if !(Duration::from_secs(60)..=Duration::from_secs(3650 * 86_400)).contains(&age) {
             return Err(de::Error::custom(format!(
                 "age `{s}` must be between 1m and 3650d"
@@ -1478,13 +1485,136 @@ mod tests {
         assert!(parse_duration("2d").is_err());
     }
 
+    #[test]
+    fn store_and_upstream_defaults_and_values() {
+        let c = Config::parse("", "t.toml").unwrap();
+        assert_eq!(c.store.max_bytes, 128 << 20);
+        assert_eq!(c.store.max_age, Duration::from_secs(30 * 86_400));
+        assert_eq!(c.upstream.outbox_max_bytes, 64 << 20);
+        assert!(c.upstream.http.is_none() && c.upstream.mqtt.is_none());
+        assert_eq!(
+            (
+                c.events.snapshot_width,
+                c.events.snapshot_height,
+                c.events.snapshot_quality
+            ),
+            (1280, 720, 80)
+        );
+        let c = Config::parse(
+            "[store]\nmax_age = \"12h\"\n[upstream.http]\nurl = \"http://h:8/x\"\n\
+             header = \"X-Key:  abc \"\n[upstream.mqtt]\nurl = \"mqtt://b\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.store.max_age, Duration::from_secs(12 * 3600));
+        let h = c.upstream.http.unwrap();
+        assert_eq!(h.header, Some(("X-Key".into(), "abc".into())));
+        let m = c.upstream.mqtt.unwrap();
+        assert_eq!(
+            (m.host.as_str(), m.port, m.topic_prefix.as_str()),
+            ("b", 1883, "vigil")
+        );
+    }
+
+    #[test]
+    fn bad_store_and_upstream_keys_are_located() {
+        let cases = [
+            (
+                "[upstream.http]\nurl = \"https://h/x\"\n",
+                "upstream.http.url",
+                2,
+                "no TLS",
+            ),
+            (
+                "[upstream.http]\nurl = \"h:80\"\n",
+                "upstream.http.url",
+                2,
+                "not a URL",
+            ),
+            (
+                "[upstream.http]\nurl = \"http://h/\"\nheader = \"Bearer x\"\n",
+                "upstream.http.header",
+                3,
+                "Name: value",
+            ),
+            (
+                "[upstream.mqtt]\nurl = \"mqtts://b\"\n",
+                "upstream.mqtt.url",
+                2,
+                "no TLS",
+            ),
+            (
+                "[upstream.mqtt]\nurl = \"mqtt://b\"\ntopic_prefix = \"a/#\"\n",
+                "upstream.mqtt.topic_prefix",
+                3,
+                "#",
+            ),
+            (
+                "[store]\nmax_bytes = \"8MiB\"\n[upstream]\noutbox_max_bytes = \"9MiB\"\n",
+                "upstream.outbox_max_bytes",
+                4,
+                "store.max_bytes",
+            ),
+            (
+                "[store]\nmax_bytes = \"1MiB\"\n",
+                "store.max_bytes",
+                2,
+                "between 4MiB",
+            ),
+            (
+                "[store]\nmax_age = \"10s\"\n",
+                "store.max_age",
+                2,
+                "between 1m",
+            ),
+            (
+                "[store]\nmax_age = \"3d2\"\n",
+                "store.max_age",
+                2,
+                "not an age",
+            ),
+            (
+                "[upstream]\nretry_min = \"5s\"\nretry_max = \"1s\"\n",
+                "upstream.retry_max",
+                3,
+                "retry_min",
+            ),
+            (
+                "[events]\nsnapshot_size = \"640\"\n",
+                "events.snapshot_size",
+                2,
+                "resolution",
+            ),
+            (
+                "[upstream]\nbroker = 1\n",
+                "upstream.broker",
+                2,
+                "unknown field",
+            ),
+        ];
+        for (text, key, line, needle) in cases {
+            let e = err(text);
+            let hit = e.0.iter().find(|x| x.key == key);
+            let hit = hit.unwrap_or_else(|| panic!("{text:?}: no error for {key}: {e}"));
+            assert_eq!(hit.line, Some(line), "{text:?}: {e}");
+            assert!(hit.message.contains(needle), "{text:?}: {e}");
+        }
+    }
+
     /// Mutation fuzzing: random edits of a full, valid file never panic,
     /// and every error still carries a line inside the file.
     #[test]
     fn mutated_files_never_panic_and_errors_stay_located() {
         let valid = "memory_limit = \"512MiB\"\ndata_dir = \"/data\"\nlisten = \"0.0.0.0:8080\"\n\
             [detector]\nkind = \"ssd-mobilenet-v2\"\nworkers = 2\n[runtime]\nio_threads = 2\n\
-            [events]\nring_capacity = 100\ntrack_timeout = \"3s\"\n\
+            [events]\nring_capacity = 100\ntrack_timeout = \"3s\"\nsnapshot_pool = 2\n\
+            snapshot_size = \"640x360\"\nsnapshot_quality = 70\nqueue = 16\n\
+            [store]\nmax_bytes = \"64MiB\"\nmax_events = 5000\nmax_age = \"7d\"\nbatch = 32\n\
+            flush_after = \"500ms\"\ncache = \"2MiB\"\n\
+            [upstream]\noutbox_max_bytes = \"16MiB\"\nretry_min = \"1s\"\nretry_max = \"30s\"\n\
+            timeout = \"5s\"\nmax_attempts = 3\n\
+            [upstream.http]\nurl = \"http://10.0.0.9:8000/ev\"\nheader = \"Authorization: Bearer t\"\n\
+            [upstream.mqtt]\nurl = \"mqtt://10.0.0.9\"\ntopic_prefix = \"site/a\"\nclient_id = \"box\"\n\
             [web]\nmax_connections = 32\nmax_sse_clients = 4\nsse_queue = 16\nheartbeat = \"3s\"\n\
             header_timeout = \"5s\"\nbody_timeout = \"5s\"\nidle_timeout = \"30s\"\nmax_body = \"16KiB\"\n\
             public_status = true\n\

@@ -67,4 +67,54 @@ mod tests {
         assert_eq!(EventRecord::from_json(b"{\"id\":1}"), None);
         assert_eq!(EventRecord::from_json(&out[..out.len() - 1]), None);
     }
+
+    /// Mutation fuzzing: damaged records (a torn or corrupted entry) are
+    /// refused or parsed, never a panic.
+    #[test]
+    fn mutated_records_never_panic() {
+        let mut seed = Vec::new();
+        EventRecord {
+            id: 99,
+            camera: "yard".into(),
+            unix_ms: 1,
+            pts_us: -5,
+            class_id: 3,
+            class: "car".into(),
+            score: 0.25,
+            bbox: [0.0, 0.0, 1.0, 1.0],
+            snapshot_bytes: 0,
+        }
+        .write_json(&mut seed)
+        .unwrap();
+        let mut rng = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let (mut parsed, mut refused) = (0, 0);
+        for _ in 0..20_000 {
+            let mut bytes = seed.clone();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() % bytes.len() as u64) as usize;
+                match next() % 3 {
+                    0 => bytes[at] = next() as u8,
+                    1 => bytes.truncate(at),
+                    _ => bytes.insert(at, b"{}[],:\"0e-"[(next() % 10) as usize]),
+                }
+                if bytes.is_empty() {
+                    bytes.push(b'{');
+                }
+            }
+            match EventRecord::from_json(&bytes) {
+                Some(_) => parsed += 1,
+                None => refused += 1,
+            }
+        }
+        assert!(
+            parsed > 0 && refused > 0,
+            "{parsed} parsed, {refused} refused"
+        );
+    }
 }
