@@ -8,6 +8,8 @@
 
 pub mod http;
 pub mod media;
+pub mod mosquitto;
 pub mod peers;
 pub mod process;
 pub mod proxy;
+pub mod receiver;
