@@ -14,6 +14,8 @@
 //!   that keeps them.
 //! - [`snapshot`], [`store`], [`upstream`]: each event's annotated JPEG, the
 //!   durable store with its retention and outbox, and delivery upstream.
+//! - [`record`]: the packet ring and clip lifecycle of event recording (the
+//!   logic; not yet wired into the pipeline).
 //! - [`metrics`] and [`procstat`]: every count, gauge and histogram.
 //! - [`pipeline`]: the threads and the wiring; [`cli`]: the commands.
 //! - [`alloc_count`], [`shutdown`], [`logger`]: cross-cutting support.
@@ -36,6 +38,7 @@ pub mod pipeline;
 pub mod pool;
 pub mod procstat;
 pub mod queue;
+pub mod record;
 pub mod sampler;
 pub mod shutdown;
 pub mod snapshot;

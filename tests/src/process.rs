@@ -205,8 +205,26 @@ impl Vigil {
         ProcSample::read_pid(&self.pid().to_string()).expect("read /proc of vigil")
     }
 
-    /// Names of the process's threads.
+    /// Names of the process's threads, sorted.
+    ///
+    /// A new thread carries its creator's name ("vigil") until it names
+    /// itself, which happens inside the thread, so right after start a
+    /// loaded machine can show a decoder as "vigil". This waits (up to 10 s)
+    /// until only the main thread is called "vigil"; a thread that never
+    /// names itself still shows, and fails the caller's comparison.
     pub fn thread_names(&self) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let names = self.thread_names_now();
+            let unnamed = names.iter().filter(|n| *n == "vigil").count();
+            if unnamed <= 1 || Instant::now() >= deadline {
+                return names;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn thread_names_now(&self) -> Vec<String> {
         let dir = format!("/proc/{}/task", self.pid());
         let mut names: Vec<String> = std::fs::read_dir(dir)
             .expect("task dir")

@@ -1,0 +1,37 @@
+//! Recording: the seconds before and after each detection, as a clip of the
+//! camera's compressed stream.
+//!
+//! This is the pure logic, not yet wired into the pipeline:
+//!
+//! - [`ring::PacketRing`] keeps, per camera, the last access units as
+//!   received (H.264/H.265), in a byte arena and an index whose sizes are
+//!   fixed at start ([`ring::bytes_for`] is the budget line). The oldest
+//!   units are overwritten, the ring always starts at a key frame, and a
+//!   reader that falls behind is told it was lapped instead of reading
+//!   overwritten bytes.
+//! - [`clip::ClipTracker`] decides, per camera, when a clip opens (an
+//!   event), what goes in it and when it closes.
+//!
+//! Why it is built this way: the Python predecessor ended a recording when
+//! `now_sec == end_sec + 1`; a gap in the stream skipped that second and the
+//! recording task lived forever. Here every end test is `>=` on stream time,
+//! backed by the monotonic clock, timestamp jumps, silence, a lapped writer,
+//! discontinuities and shutdown, so every clip that opens closes exactly
+//! once and the recorder holds nothing after shutdown. Memory is fixed when
+//! the ring is made, like every other buffer in vigil: a busy camera loses
+//! pre-roll (counted), it never grows the heap.
+//!
+//! The intended call order per access unit: `ClipTracker::on_unit` first
+//! (on `Close` the writer finalises with what it has read), then
+//! `PacketRing::push`, then the writer reads the ring up to the newest unit.
+//! On `Open` the writer starts at `PacketRing::start_for(start_pts_us)`. On a
+//! reconnect: `ClipTracker::discontinuity` and `PacketRing::reset`.
+
+pub mod clip;
+pub mod ring;
+
+pub use clip::{Action, Actions, ClipConfig, ClipTracker, CloseReason};
+pub use ring::{Cursor, PacketRing, PushOutcome, ReadError, RingStats, UnitRef};
+
+#[cfg(test)]
+mod tests;
