@@ -14,6 +14,7 @@
 #                    NPU with rknn-toolkit2 in a venv (5.6 GB: torch); not run by CI
 #   make lint-yocto  oelint-adv over yocto/ and the kas files loaded by kas (offline)
 #   make bench-events  event store and upstream drain figures (docs/events.md)
+#   make bench-record  pre-roll ring cost and clip write throughput (docs/recording.md)
 #
 # Everything downloaded lands in $(VIGIL_CACHE_DIR), outside git.
 
@@ -25,7 +26,7 @@ SAMPLE := $(VIGIL_CACHE_DIR)/media/bikes.mp4
 VIGIL := target/release/vigil
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: all deps model sample build run test system lint bench bench-store bench-events clean help \
+.PHONY: all deps model sample build run test system lint bench bench-store bench-events bench-record clean help \
 	deps-cross deps-test-cross cross test-cross deps-board image-qemu boot-qemu test-board flash rknn-venv rknn-model lint-yocto
 
 all: build
@@ -82,6 +83,9 @@ bench: deps model sample
 # and the HTTP drain rate from a backlog. Prints; asserts nothing.
 bench-events: deps
 	$(CARGO) bench -p vigil --bench events
+
+bench-record: deps
+	$(CARGO) bench -p vigil --bench record
 
 # The event-store measurement of docs/decisions/0006 (sled vs redb, 200,000
 # events each, with retention): figures only; its own crate and workspace.

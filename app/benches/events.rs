@@ -96,6 +96,7 @@ fn store_events(dir: &std::path::Path, n: u64, snap: bool, sinks: [bool; 2]) -> 
                 score: 0.9,
                 bbox: BBOX,
             },
+            clip: None,
             snapshot,
             boxes,
         };

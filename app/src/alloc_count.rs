@@ -7,10 +7,12 @@
 //! engine which allocates internally (tract for the CPU detector) wraps that
 //! call in [`engine_scope`]; allocations inside it are tallied separately so a
 //! test can assert "zero allocations in our code" and "a constant count per
-//! engine call" as two different facts. The events thread runs inside
-//! [`events_scope`]: it handles one event at a time (never a frame), and
-//! encoding, storing and logging an event allocate a bounded, transient
-//! amount that is counted apart from the frame path's zero.
+//! engine call" as two different facts. The events thread and the clip
+//! writer run inside [`events_scope`]: they handle one event or one clip
+//! fragment at a time (never a frame), and encoding, storing and logging
+//! allocate a bounded, transient amount that is counted apart from the
+//! frame path's zero. The frame path's share of recording (copying each
+//! unit into the pre-roll ring, opening clips on events) stays in the zero.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

@@ -200,6 +200,20 @@ impl Budget {
             bytes: queues,
         });
         lines.push(events_out(config));
+        if recording(config) {
+            let r = &config.record;
+            let per_camera = crate::record::recorder::camera_bytes(r) as u64;
+            let writer = crate::record::recorder::writer_bytes(r, n) as u64;
+            lines.push(BudgetLine {
+                component: "recording",
+                detail: format!(
+                    "{n} pre-roll ring(s) x {} + fragment buffer {}",
+                    human(per_camera),
+                    human(r.fragment_size as u64)
+                ),
+                bytes: n as u64 * per_camera + writer,
+            });
+        }
         let web = &config.web;
         let per_connection = 2 * crate::web::server::MAX_BUF as u64
             + WEB_CONNECTION_OVERHEAD_BYTES
@@ -215,7 +229,10 @@ impl Budget {
                 web.max_sse_clients,
                 web.sse_queue
             ),
+            // A file being sent holds the chunk read and the one hyper is
+            // writing.
             bytes: web.max_connections as u64 * per_connection
+                + (crate::web::files::MAX_FILE_STREAMS * 2 * crate::web::files::CHUNK) as u64
                 + sse
                 + (crate::web::history::SAMPLES * std::mem::size_of::<crate::web::history::Point>())
                     as u64,
@@ -257,9 +274,20 @@ pub fn mpp_frame_bytes(width: u32, height: u32) -> u64 {
 
 /// Threads the pipeline runs for `config`: the main (monitor) thread, the
 /// runtime's workers and its one blocking thread, a decoder per camera, the
-/// inference workers and the events thread.
+/// inference workers, the events thread and (when recording) the clip
+/// writer.
 pub fn thread_count(config: &Config) -> usize {
-    1 + config.io_threads + 1 + config.cameras.len() + config.detector.workers + 1
+    1 + config.io_threads
+        + 1
+        + config.cameras.len()
+        + config.detector.workers
+        + 1
+        + usize::from(recording(config))
+}
+
+/// Whether the pipeline records clips (and so runs the clip writer).
+fn recording(config: &Config) -> bool {
+    config.record.enabled && !config.cameras.is_empty()
 }
 
 /// Snapshots, the store and the upstream drainers.
@@ -276,7 +304,13 @@ fn events_out(config: &Config) -> BudgetLine {
         u64::from(config.upstream.http.is_some()) + u64::from(config.upstream.mqtt.is_some());
     // A drainer holds the snapshot it read, its base64 body and the
     // client's copy of the payload.
-    let per_upstream = jpeg + jpeg.div_ceil(3) * 4 + jpeg + UPSTREAM_CLIENT_BYTES;
+    let mut per_upstream = jpeg + jpeg.div_ceil(3) * 4 + jpeg + UPSTREAM_CLIENT_BYTES;
+    if recording(config) && config.record.upstream == crate::config::ClipDelivery::Upload {
+        // A clip upload holds the chunk read from its file and the one
+        // hyper is writing, on a connection of its own (its read buffer).
+        per_upstream += 2 * crate::upstream::http::CLIP_CHUNK as u64
+            + crate::upstream::http::READ_BUF_MAX as u64;
+    }
     BudgetLine {
         component: "events out",
         detail: format!(

@@ -41,6 +41,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Delivery of events to upstream systems.
     pub upstream: UpstreamConfig,
+    /// Event clips.
+    pub record: RecordConfig,
     /// The web interface's limits.
     pub web: WebConfig,
     /// Hardware or software backends.
@@ -136,6 +138,44 @@ pub struct StoreConfig {
     pub flush_after: Duration,
     /// The database's page cache.
     pub cache: u64,
+}
+
+/// Event clips (`crate::record`): how they are cut and the memory that
+/// holds them on their way to disk.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordConfig {
+    /// Whether events get clips at all.
+    pub enabled: bool,
+    /// Stream time kept before an event.
+    pub pre_roll: Duration,
+    /// Stream time recorded after the last event of a clip.
+    pub post_roll: Duration,
+    /// Longest clip.
+    pub max_length: Duration,
+    /// A camera sending nothing for this long ends its clip.
+    pub silence: Duration,
+    /// A forward timestamp step this large ends a clip.
+    pub jump: Duration,
+    /// Bytes of compressed stream kept per camera (the pre-roll ring).
+    pub ring_size: usize,
+    /// Access units kept per camera at most.
+    pub ring_units: usize,
+    /// Stream time per MP4 fragment: what a crash can lose at most.
+    pub fragment: Duration,
+    /// Largest MP4 fragment in bytes (the writer's buffer).
+    pub fragment_size: usize,
+    /// What upstreams get: a link to the clip, or the clip itself.
+    pub upstream: ClipDelivery,
+}
+
+/// How clips reach the upstreams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClipDelivery {
+    /// Events carry the clip's id; the upstream fetches
+    /// `/api/events/<id>/clip.mp4` when it wants the clip.
+    Link,
+    /// Finished clips are sent to the upstreams after their events.
+    Upload,
 }
 
 /// Upstream delivery.
@@ -430,6 +470,8 @@ struct RawConfig {
     #[serde(default)]
     upstream: RawUpstream,
     #[serde(default)]
+    record: RawRecord,
+    #[serde(default)]
     web: RawWeb,
     backend: Option<Spanned<String>>,
     #[serde(default)]
@@ -474,6 +516,22 @@ struct RawStore {
     batch: Option<Count<1, 1024>>,
     flush_after: Option<Spanned<Seconds>>,
     cache: Option<Spanned<ByteSize>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRecord {
+    enabled: Option<bool>,
+    pre_roll: Option<Spanned<Seconds>>,
+    post_roll: Option<Spanned<Seconds>>,
+    max_length: Option<Spanned<Seconds>>,
+    silence: Option<Spanned<Seconds>>,
+    jump: Option<Spanned<Seconds>>,
+    ring_size: Option<Spanned<ByteSize>>,
+    ring_units: Option<Count<16, 100_000>>,
+    fragment: Option<Spanned<Seconds>>,
+    fragment_size: Option<Spanned<ByteSize>>,
+    upstream: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -676,6 +734,99 @@ impl RawStore {
                 (256 << 10, 256 << 20),
                 report,
             ),
+        }
+    }
+}
+
+impl RawRecord {
+    fn validate(self, cameras: &[CameraConfig], report: &mut Report<'_>) -> RecordConfig {
+        let secs = Duration::from_secs;
+        let mut d = |key: &str, v, default, range| bounded_duration(key, v, default, range, report);
+        let pre_roll = d(
+            "record.pre_roll",
+            self.pre_roll,
+            secs(5),
+            (secs(0), secs(60)),
+        );
+        let post_roll = d(
+            "record.post_roll",
+            self.post_roll,
+            secs(5),
+            (secs(0), secs(300)),
+        );
+        let max_length = d(
+            "record.max_length",
+            self.max_length,
+            secs(60),
+            (secs(1), secs(3600)),
+        );
+        let silence = d(
+            "record.silence",
+            self.silence,
+            secs(5),
+            (secs(1), secs(300)),
+        );
+        let jump = d("record.jump", self.jump, secs(10), (secs(1), secs(3600)));
+        let fragment = d(
+            "record.fragment",
+            self.fragment,
+            secs(1),
+            (Duration::from_millis(200), secs(10)),
+        );
+        let largest_packet = cameras.iter().map(|c| c.packet_size).max().unwrap_or(0) as u64;
+        let fragment_span = self.fragment_size.as_ref().map(|f| f.span());
+        let fragment_size = bounded_size(
+            "record.fragment_size",
+            self.fragment_size,
+            4 << 20,
+            (64 << 10, 256 << 20),
+            report,
+        );
+        // Every unit a camera accepts must fit an empty fragment.
+        if let Some(span) = fragment_span.filter(|_| fragment_size < largest_packet + 4096) {
+            report(
+                "record.fragment_size".into(),
+                span,
+                format!(
+                    "must be at least the largest camera packet_size ({}) plus 4KiB",
+                    show_size(largest_packet)
+                ),
+            );
+        }
+        let ring_size = bounded_size(
+            "record.ring_size",
+            self.ring_size,
+            8 << 20,
+            (256 << 10, 1 << 30),
+            report,
+        );
+        let upstream = match &self.upstream {
+            None => ClipDelivery::Link,
+            Some(u) => match u.get_ref().as_str() {
+                "link" => ClipDelivery::Link,
+                "upload" => ClipDelivery::Upload,
+                other => {
+                    report(
+                        "record.upstream".into(),
+                        u.span(),
+                        format!("unknown clip delivery `{other}`; use link or upload"),
+                    );
+                    ClipDelivery::Link
+                }
+            },
+        };
+        RecordConfig {
+            enabled: self.enabled.unwrap_or(true),
+            pre_roll,
+            post_roll,
+            max_length,
+            silence,
+            jump,
+            ring_size: ring_size as usize,
+            ring_units: self.ring_units.map_or(2048, |c| c.0),
+            fragment,
+            fragment_size: (fragment_size as usize).max(largest_packet as usize + 4096),
+            upstream,
         }
     }
 }
@@ -977,6 +1128,7 @@ impl RawConfig {
             },
             store: store.clone(),
             upstream: self.upstream.validate(&store, report),
+            record: self.record.validate(&cameras, report),
             web: self.web.validate(report),
             backend,
             hardware: HardwareConfig {

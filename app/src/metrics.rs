@@ -232,7 +232,71 @@ pub struct CameraMetrics {
     pub decode_fps: Gauge,
     /// Detection fps over the last second (set by the monitor).
     pub detect_fps: Gauge,
+    /// The camera's clips.
+    pub record: RecordMetrics,
     status: Mutex<CameraStatus>,
+}
+
+/// One camera's recording (`crate::record`).
+#[derive(Debug, Default)]
+pub struct RecordMetrics {
+    /// Clips opened by an event.
+    pub clips_opened: Counter,
+    /// Clips finished and linked in the store.
+    pub clips_finished: Counter,
+    /// Clips cut short: the writer fell behind the ring, the stream
+    /// restarted, too many clips were waiting, or the disk refused.
+    pub clips_truncated: Counter,
+    /// Access units written into clips.
+    pub units_written: Counter,
+    /// Bytes written into clip files.
+    pub bytes_written: Counter,
+    /// Clip writes that failed (disk full, read-only, quota).
+    pub write_errors: Counter,
+    /// Units the pre-roll ring refused (larger than the ring, or a group of
+    /// pictures longer than it holds).
+    pub ring_refused: Counter,
+    /// 1 while a clip is open or being written.
+    pub recording: Gauge,
+    /// Bytes of compressed stream the ring holds.
+    pub ring_bytes: Gauge,
+    /// Stream seconds the ring holds (the pre-roll it can give).
+    pub ring_seconds: Gauge,
+    /// The last write error ("" once a clip was written since).
+    pub last_error: Mutex<String>,
+}
+
+impl RecordMetrics {
+    /// Records a write failure: counted, shown on the status page, logged
+    /// once per distinct message.
+    pub fn fail(&self, camera: &str, reason: &str) {
+        self.write_errors.inc();
+        let mut e = self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if *e != reason {
+            log::error!("camera {camera}: recording: {reason}");
+            e.clear();
+            e.push_str(reason);
+        }
+    }
+
+    /// Clears the error after a clip was written.
+    pub fn ok(&self) {
+        self.last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    /// The last write error.
+    pub fn error(&self) -> String {
+        self.last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 impl CameraMetrics {
@@ -251,6 +315,7 @@ impl CameraMetrics {
             reconnects: Counter::default(),
             decode_fps: Gauge::default(),
             detect_fps: Gauge::default(),
+            record: RecordMetrics::default(),
             status: Mutex::new(CameraStatus {
                 state: CameraState::Connecting,
                 reason: String::new(),
@@ -389,6 +454,12 @@ pub struct UpstreamMetrics {
     pub rejected: Counter,
     /// 1 while the last attempt succeeded, 0 after a failure.
     pub up: Gauge,
+    /// Clips delivered (`record.upstream = "upload"`): uploaded over HTTP,
+    /// announced over MQTT.
+    pub clips_delivered: Counter,
+    /// Clip delivery attempts that failed (retried, or given up after the
+    /// upstream refused the clip `max_attempts` times).
+    pub clip_failures: Counter,
     /// The configured target ("" when this upstream is not configured).
     pub target: Mutex<String>,
     /// The last failure ("" after a success).
@@ -416,6 +487,18 @@ impl UpstreamMetrics {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
+    }
+
+    /// Records a failed clip delivery and its reason (the event counters
+    /// and `up` are the event drainer's).
+    pub fn clip_fail(&self, reason: &str) {
+        self.clip_failures.inc();
+        let mut e = self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        e.clear();
+        e.push_str(reason);
     }
 
     /// The configured target and the last error.

@@ -7,12 +7,14 @@
 //!   --> Tracker --> EventRing (+ log, SSE)
 //!                   --> snapshot pool --> job queue --> events thread (1)
 //!                         --> snapshot files + store batch --> outbox --> upstream tasks
+//! decoder thread --copy--> pre-roll ring (1 per camera) <-- events open clips
+//!   --> clip writer thread (1) --> clips/<id>.mp4 (quota in the store)
 //! ```
 //!
 //! Threads are fixed at start: `io_threads` tokio workers plus the runtime's
 //! one blocking thread (spawned here, kept alive forever), one decoder thread
-//! per camera, `detector.workers` inference threads, one events thread (when
-//! the store opened), and the caller's thread running the monitor. Nothing here spawns a thread or task per frame, event
+//! per camera, `detector.workers` inference threads, one events thread and one clip
+//! writer thread (when the store opened), and the caller's thread running the monitor. Nothing here spawns a thread or task per frame, event
 //! or reconnect: a source reconnects inside its own task.
 
 use crate::alloc_count;
@@ -27,6 +29,7 @@ use crate::packet::{Codec, PacketBuf};
 use crate::pool::Pool;
 use crate::procstat::ProcSample;
 use crate::queue::{BoundedQueue, PopError, WhenFull};
+use crate::record::recorder::{CameraRecorder, ClipWriter};
 use crate::sampler::Sampler;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::snapshot::{JpegWriter, SnapshotBuf};
@@ -34,7 +37,7 @@ use crate::source::sink::{PacketQueue, PacketSink};
 use crate::source::{self, SourceSpec};
 use crate::store::writer::{DrawnBox, EventJob, EventWriter, JobQueue, MAX_BOXES};
 use crate::store::{Batch, Store, StoreLimits};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -86,6 +89,8 @@ pub struct Pipeline {
     workers: Vec<JoinHandle<()>>,
     jobs: Option<Arc<JobQueue>>,
     writer: Option<JoinHandle<()>>,
+    clip_writer: Option<JoinHandle<()>>,
+    stop_clips: Arc<AtomicBool>,
     started: Instant,
 }
 
@@ -124,6 +129,7 @@ struct CameraRoute {
     classes: ClassSet,
     min_score: f32,
     tracker: Mutex<Tracker>,
+    recorder: Option<Arc<CameraRecorder>>,
 }
 
 impl Pipeline {
@@ -204,6 +210,26 @@ impl Pipeline {
             .as_ref()
             .map(|_| Arc::new(JobQueue::new(config.events.queue, WhenFull::DropNewest)));
         let registry = Arc::new(registry);
+        // Clips need the store: their files and quota live there.
+        let recorders: Vec<Option<Arc<CameraRecorder>>> = registry
+            .cameras
+            .iter()
+            .map(|metrics| {
+                if !config.record.enabled {
+                    return None;
+                }
+                if store.is_none() {
+                    metrics
+                        .record
+                        .fail(&metrics.name, "no clips: the event store is not open");
+                    return None;
+                }
+                Some(Arc::new(CameraRecorder::new(
+                    &config.record,
+                    metrics.clone(),
+                )))
+            })
+            .collect();
 
         let runtime = build_runtime(config.io_threads)?;
         let mut pipeline = Pipeline {
@@ -220,6 +246,8 @@ impl Pipeline {
             workers: Vec::new(),
             jobs: jobs.clone(),
             writer: None,
+            clip_writer: None,
+            stop_clips: Arc::new(AtomicBool::new(false)),
             started,
         };
 
@@ -228,7 +256,10 @@ impl Pipeline {
                 .cameras
                 .iter()
                 .zip(&registry.cameras)
-                .map(|(cam, metrics)| route(cam, metrics.clone(), &tensors, config))
+                .zip(&recorders)
+                .map(|((cam, metrics), rec)| {
+                    route(cam, metrics.clone(), rec.clone(), &tensors, config)
+                })
                 .collect(),
         );
 
@@ -248,6 +279,8 @@ impl Pipeline {
                 metrics,
                 sampler: Sampler::new(cam.detect_fps),
                 factory: parts.decoder_factory.clone(),
+                recorder: recorders[i].clone(),
+                started,
             };
             let handle = std::thread::Builder::new()
                 .name(format!("vigil-dec-{i}"))
@@ -301,9 +334,14 @@ impl Pipeline {
                 .spawn(move || crate::alloc_count::events_scope(|| writer.run()))
                 .map_err(|e| StartError(format!("cannot start the events thread: {e}")))?;
             pipeline.writer = Some(handle);
-            crate::upstream::spawn(
+            crate::upstream::spawn_with_clips(
                 &runtime,
                 &config.upstream,
+                if config.record.enabled {
+                    config.record.upstream
+                } else {
+                    crate::config::ClipDelivery::Link
+                },
                 store.clone(),
                 registry.outputs.clone(),
                 committed,
@@ -314,6 +352,25 @@ impl Pipeline {
                 ),
             )
             .map_err(StartError)?;
+        }
+        if let Some(store) = &store {
+            let cams: Vec<Arc<CameraRecorder>> = recorders.iter().flatten().cloned().collect();
+            if !cams.is_empty() {
+                let writer = ClipWriter::new(
+                    &config.record,
+                    cams,
+                    store.clone(),
+                    started,
+                    pipeline.stop_clips.clone(),
+                );
+                let handle = std::thread::Builder::new()
+                    .name("vigil-rec".into())
+                    // Files and store transactions per fragment: counted
+                    // apart from the frame path, like the events thread.
+                    .spawn(move || crate::alloc_count::events_scope(|| writer.run()))
+                    .map_err(|e| StartError(format!("cannot start the clip writer: {e}")))?;
+                pipeline.clip_writer = Some(handle);
+            }
         }
         runtime.spawn(stop_on_signal(shutdown, pipeline.trigger.clone()));
         pipeline.runtime = Some(runtime);
@@ -391,6 +448,7 @@ impl Pipeline {
             .iter()
             .chain(&self.workers)
             .chain(&self.writer)
+            .chain(&self.clip_writer)
             .all(|h| !h.is_finished())
     }
 
@@ -418,6 +476,12 @@ impl Pipeline {
         }
         self.frame_queue.close();
         for h in self.workers.drain(..) {
+            let _ = h.join();
+        }
+        // No unit or event arrives any more: the clip writer closes every
+        // open clip, writes out what the rings hold and stops.
+        self.stop_clips.store(true, Ordering::Release);
+        if let Some(h) = self.clip_writer.take() {
             let _ = h.join();
         }
         // The events thread commits what the workers queued, then stops.
@@ -468,12 +532,14 @@ fn open_store(config: &Config) -> Result<Store, crate::store::StoreError> {
         config.upstream.http.is_some(),
         config.upstream.mqtt.is_some(),
     ];
+    crate::record::recorder::repair_clips(&config.data_dir.join(crate::store::CLIP_DIR));
     Store::open(&config.data_dir, limits, sinks)
 }
 
 fn route(
     cam: &CameraConfig,
     metrics: Arc<CameraMetrics>,
+    recorder: Option<Arc<CameraRecorder>>,
     tensors: &Pool<Box<dyn Detector>>,
     config: &Config,
 ) -> CameraRoute {
@@ -490,6 +556,7 @@ fn route(
         classes,
         min_score: cam.min_score,
         tracker: Mutex::new(Tracker::new(config.events.track_timeout)),
+        recorder,
     }
 }
 
@@ -544,6 +611,8 @@ struct DecodeContext {
     metrics: Arc<CameraMetrics>,
     sampler: Sampler,
     factory: DecoderFactory,
+    recorder: Option<Arc<CameraRecorder>>,
+    started: Instant,
 }
 
 impl DecodeContext {
@@ -562,6 +631,9 @@ impl DecodeContext {
                 Err(PopError::Timeout) => continue,
                 Err(PopError::Closed) => break,
             };
+            if let Some(rec) = &self.recorder {
+                rec.on_packet(&packet, self.started.elapsed().as_millis() as u64);
+            }
             if refused == Some(packet.codec) {
                 self.metrics.packets_dropped.inc(DropReason::DecodeError);
                 continue;
@@ -663,6 +735,7 @@ impl WorkerContext {
     fn queue_job(
         &self,
         event: Event,
+        clip: Option<u64>,
         image: &crate::image::ImageRef<'_>,
         detections: &Detections,
         own: &crate::detect::Detection,
@@ -699,6 +772,7 @@ impl WorkerContext {
         if jobs
             .push(EventJob {
                 event,
+                clip,
                 snapshot,
                 boxes,
             })
@@ -754,7 +828,11 @@ impl WorkerContext {
                 };
                 let id = self.events.push(event);
                 event.id = id;
-                self.queue_job(event, &image, &detections, d, &**detector);
+                let clip = route
+                    .recorder
+                    .as_ref()
+                    .and_then(|r| r.on_event(id, event.pts_us, now_ms));
+                self.queue_job(event, clip, &image, &detections, d, &**detector);
                 route.metrics.events.inc();
                 let (w, h) = image.size();
                 let (w, h) = (w as f32, h as f32);

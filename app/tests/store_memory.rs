@@ -106,6 +106,7 @@ fn memory_is_flat_over_100k_events_through_the_events_thread() {
                 score: 0.9,
                 bbox,
             },
+            clip: None,
             snapshot,
             boxes,
         };

@@ -3,6 +3,9 @@
 //! (`{"event": {...}, "snapshot_jpeg": "<base64>"|null}`) and records what
 //! arrived, and it can be switched at any time to misbehave (5xx, garbage,
 //! hang, refuse) so tests can watch the outbox wait and drain.
+//!
+//! Clip uploads (`Content-Type: video/mp4`) arrive at the same URL; their
+//! bodies are kept as they came ([`Request::clip`]), not parsed.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -64,6 +67,12 @@ pub struct Request {
     pub jpeg_bytes: Option<Vec<u8>>,
     /// Why the body could not be understood, if it could not.
     pub body_error: Option<String>,
+    /// Bytes of the body.
+    pub body_len: usize,
+    /// FNV-1a 64 of the body.
+    pub body_hash: u64,
+    /// The body of a clip upload (`Content-Type: video/mp4`), as it came.
+    pub clip: Option<Vec<u8>>,
     /// When it was read.
     pub at: Instant,
 }
@@ -75,6 +84,11 @@ impl Request {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// True for a clip upload (`Content-Type: video/mp4`).
+    pub fn is_clip(&self) -> bool {
+        self.header("content-type") == Some("video/mp4")
     }
 
     /// True when the receiver acknowledged it (answered 2xx).
@@ -261,7 +275,16 @@ fn serve(stream: TcpStream, conn: usize, shared: Arc<Shared>) {
         {
             let mut requests = shared.requests.lock().unwrap();
             let seq = requests.len();
-            let mut r = parse_body(&body, seq < KEEP_JPEGS);
+            let is_clip = headers
+                .iter()
+                .any(|(k, v)| k == "content-type" && v == "video/mp4");
+            let mut r = parse_body(if is_clip { &[][..] } else { &body[..] }, seq < KEEP_JPEGS);
+            r.body_len = body.len();
+            r.body_hash = fnv64(&body);
+            if is_clip {
+                r.body_error = None;
+                r.clip = Some(body);
+            }
             r.seq = seq;
             r.conn = conn;
             r.path = path;
@@ -385,6 +408,9 @@ fn parse_body(body: &[u8], keep_jpeg: bool) -> Request {
         jpeg: None,
         jpeg_bytes: None,
         body_error: None,
+        body_len: body.len(),
+        body_hash: fnv64(body),
+        clip: None,
         at: Instant::now(),
     };
     let v: serde_json::Value = match serde_json::from_slice(body) {

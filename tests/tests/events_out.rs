@@ -977,6 +977,24 @@ fn a_full_disk_is_a_clear_state_not_a_crash() {
         "store.error does not say the disk is full: {st}"
     );
     println!("full: {st}");
+    // Clips share the disk: the camera's recording state says why it
+    // stopped, instead of the camera going down.
+    let mut cams = Value::Null;
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            cams = get(addr, "/api/cameras").json();
+            cams[0]["recording"]["state"] == "error"
+        }),
+        "recording never reported the full disk: {}",
+        cams[0]["recording"]
+    );
+    let rec = &cams[0]["recording"];
+    assert!(
+        rec["error"].as_str().unwrap_or("").contains("space"),
+        "recording.error does not say the disk is full: {rec}"
+    );
+    assert_eq!(cams[0]["state"], "streaming", "{}", cams[0]);
+    println!("recording: {rec}");
     let (rss0, threads0) = rss_threads(&v);
     let lost0 = num(st, &["lost"]);
     for _ in 0..20 {

@@ -41,7 +41,7 @@ fn sample_clip_raises_events_on_a_fixed_set_of_named_threads() {
     );
     let first = v.thread_names();
     // main + 1 io worker + 1 blocking + 1 decoder + 1 inference worker + the
-    // events thread.
+    // events thread + the clip writer.
     assert_eq!(
         first,
         vec![
@@ -50,7 +50,8 @@ fn sample_clip_raises_events_on_a_fixed_set_of_named_threads() {
             "vigil-det-0",
             "vigil-evt",
             "vigil-io-0",
-            "vigil-io-1"
+            "vigil-io-1",
+            "vigil-rec"
         ],
         "{first:?}"
     );

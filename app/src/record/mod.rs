@@ -1,7 +1,8 @@
 //! Recording: the seconds before and after each detection, as a clip of the
 //! camera's compressed stream.
 //!
-//! This is the pure logic, not yet wired into the pipeline:
+//! docs/recording.md is the design note. The parts, in the order a unit
+//! meets them:
 //!
 //! - [`ring::PacketRing`] keeps, per camera, the last access units as
 //!   received (H.264/H.265), in a byte arena and an index whose sizes are
@@ -11,6 +12,12 @@
 //!   overwritten bytes.
 //! - [`clip::ClipTracker`] decides, per camera, when a clip opens (an
 //!   event), what goes in it and when it closes.
+//! - [`recorder`] puts the two together at run time: the decoder thread
+//!   copies each unit into its camera's ring, inference workers open and
+//!   extend clips, and one writer thread turns each clip's stretch of the
+//!   ring into a file.
+//! - [`mp4`] is the fragmented MP4 those files are: playable up to the last
+//!   whole fragment whatever happens to the process.
 //!
 //! Why it is built this way: the Python predecessor ended a recording when
 //! `now_sec == end_sec + 1`; a gap in the stream skipped that second and the
@@ -19,15 +26,18 @@
 //! discontinuities and shutdown, so every clip that opens closes exactly
 //! once and the recorder holds nothing after shutdown. Memory is fixed when
 //! the ring is made, like every other buffer in vigil: a busy camera loses
-//! pre-roll (counted), it never grows the heap.
+//! pre-roll (counted), a slow disk loses clip data (counted), neither grows
+//! the heap.
 //!
-//! The intended call order per access unit: `ClipTracker::on_unit` first
-//! (on `Close` the writer finalises with what it has read), then
-//! `PacketRing::push`, then the writer reads the ring up to the newest unit.
-//! On `Open` the writer starts at `PacketRing::start_for(start_pts_us)`. On a
-//! reconnect: `ClipTracker::discontinuity` and `PacketRing::reset`.
+//! The call order per access unit: `ClipTracker::on_unit` first (on `Close`
+//! the clip ends before this unit), then `PacketRing::push`; the writer
+//! reads the ring later, up to the clip's end. On `Open` the clip starts at
+//! `PacketRing::start_for(start_pts_us)`. On a reconnect:
+//! `ClipTracker::discontinuity` and `PacketRing::reset`.
 
 pub mod clip;
+pub mod mp4;
+pub mod recorder;
 pub mod ring;
 
 pub use clip::{Action, Actions, ClipConfig, ClipTracker, CloseReason};

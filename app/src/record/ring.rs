@@ -268,6 +268,33 @@ impl PacketRing {
         self.stats.resets += 1;
     }
 
+    /// The sequence number the next stored unit gets: a clip closed now
+    /// holds the units before it.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Stream time from the oldest to the newest unit held, in µs (0 when
+    /// fewer than two are held): how much pre-roll the ring can give.
+    pub fn span_us(&self) -> i64 {
+        match (self.units.front(), self.units.back()) {
+            (Some(a), Some(b)) => b.pts_us.saturating_sub(a.pts_us).max(0),
+            _ => 0,
+        }
+    }
+
+    /// Arena bytes from the oldest unit held to the end of the newest.
+    pub fn bytes_held(&self) -> u64 {
+        self.units
+            .front()
+            .map_or(0, |u| self.write_pos.saturating_sub(u.start))
+    }
+
+    /// The newest unit's pts, if any.
+    pub fn newest_pts(&self) -> Option<i64> {
+        self.units.back().map(|u| u.pts_us)
+    }
+
     /// Units held now.
     pub fn len(&self) -> usize {
         self.units.len()

@@ -83,9 +83,10 @@ pub(super) fn detection(
     (y0, y1) = widen(y0, y1, 2 * line, h);
 
     fill(p, x0, y0, x1, y0 + line, colour);
-    fill(p, x0, y1 - line, x1, y1, colour);
+    // Saturating: a picture narrower than two edges gets a solid box.
+    fill(p, x0, y1.saturating_sub(line), x1, y1, colour);
     fill(p, x0, y0, x0 + line, y1, colour);
-    fill(p, x1 - line, y0, x1, y1, colour);
+    fill(p, x1.saturating_sub(line), y0, x1, y1, colour);
 
     // "label NN%": the score as a whole percentage.
     let percent = if score.is_finite() {

@@ -403,7 +403,7 @@ impl FileSource for AnnexBFile {
 
 /// Reads RBSP bits from a NAL unit payload, skipping emulation-prevention
 /// bytes (`00 00 03`). Every read returns `None` past the end.
-struct BitReader<'a> {
+pub(crate) struct BitReader<'a> {
     data: &'a [u8],
     pos: usize,
     zeros: u32,
@@ -412,7 +412,7 @@ struct BitReader<'a> {
 }
 
 impl<'a> BitReader<'a> {
-    fn new(data: &'a [u8]) -> Self {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
         BitReader {
             data,
             pos: 0,
@@ -444,7 +444,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// `n` (at most 32) bits, most significant first.
-    fn u(&mut self, n: u32) -> Option<u32> {
+    pub(crate) fn u(&mut self, n: u32) -> Option<u32> {
         let mut v: u64 = 0;
         for _ in 0..n {
             v = (v << 1) | u64::from(self.bit()?);
@@ -452,12 +452,12 @@ impl<'a> BitReader<'a> {
         u32::try_from(v).ok()
     }
 
-    fn flag(&mut self) -> Option<bool> {
+    pub(crate) fn flag(&mut self) -> Option<bool> {
         Some(self.bit()? == 1)
     }
 
     /// Unsigned exp-Golomb.
-    fn ue(&mut self) -> Option<u32> {
+    pub(crate) fn ue(&mut self) -> Option<u32> {
         let mut zeros = 0;
         while self.bit()? == 0 {
             zeros += 1;
@@ -470,12 +470,12 @@ impl<'a> BitReader<'a> {
     }
 
     /// Unsigned exp-Golomb no larger than `max` (bounds loop counts).
-    fn ue_max(&mut self, max: u32) -> Option<u32> {
+    pub(crate) fn ue_max(&mut self, max: u32) -> Option<u32> {
         self.ue().filter(|v| *v <= max)
     }
 
     /// Signed exp-Golomb.
-    fn se(&mut self) -> Option<i64> {
+    pub(crate) fn se(&mut self) -> Option<i64> {
         let k = i64::from(self.ue()?);
         Some(if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) })
     }

@@ -29,6 +29,11 @@ pub struct EventRecord {
     /// Bytes of the snapshot JPEG; 0 when the event has none (the snapshot
     /// pool was empty or the picture could not be encoded).
     pub snapshot_bytes: u32,
+    /// The event clip this event belongs to (`clips/<id>.mp4`, the id of the
+    /// event that opened it), or `None` when no clip was recording. Records
+    /// written before clips existed have no such field and read as `None`.
+    #[serde(default)]
+    pub clip: Option<u64>,
 }
 
 impl EventRecord {
@@ -60,12 +65,31 @@ mod tests {
             score: 0.5,
             bbox: [0.1, 0.2, 0.3, 0.4],
             snapshot_bytes: 1234,
+            clip: Some(5),
         };
         let mut out = Vec::new();
         r.write_json(&mut out).unwrap();
-        assert_eq!(EventRecord::from_json(&out), Some(r));
+        assert!(out.ends_with(b"\"clip\":5}"), "the clip id is in the JSON");
+        assert_eq!(EventRecord::from_json(&out), Some(r.clone()));
+        let none = EventRecord { clip: None, ..r };
+        out.clear();
+        none.write_json(&mut out).unwrap();
+        assert!(
+            out.ends_with(b"\"clip\":null}"),
+            "no clip is an explicit null"
+        );
+        assert_eq!(EventRecord::from_json(&out), Some(none));
         assert_eq!(EventRecord::from_json(b"{\"id\":1}"), None);
         assert_eq!(EventRecord::from_json(&out[..out.len() - 1]), None);
+    }
+
+    /// Records stored before clips existed have no `clip` field: they still
+    /// parse, as events without a clip.
+    #[test]
+    fn records_without_a_clip_field_still_parse() {
+        let old = br#"{"id":3,"camera":"gate","unix_ms":1700000000123,"pts_us":40000,"class_id":1,"class":"person","score":0.5,"bbox":[0.1,0.2,0.3,0.4],"snapshot_bytes":0}"#;
+        let r = EventRecord::from_json(old).expect("an old record parses");
+        assert_eq!((r.id, r.clip), (3, None));
     }
 
     /// Mutation fuzzing: damaged records (a torn or corrupted entry) are
@@ -83,6 +107,7 @@ mod tests {
             score: 0.25,
             bbox: [0.0, 0.0, 1.0, 1.0],
             snapshot_bytes: 0,
+            clip: Some(99),
         }
         .write_json(&mut seed)
         .unwrap();

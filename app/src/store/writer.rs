@@ -43,6 +43,9 @@ pub struct DrawnBox {
 pub struct EventJob {
     /// The event, with its id.
     pub event: Event,
+    /// The clip the event belongs to (the id of the event that opened it),
+    /// when recording is on.
+    pub clip: Option<u64>,
     /// The picture, when the snapshot pool had a buffer.
     pub snapshot: Option<Lease<SnapshotBuf>>,
     /// The boxes to draw: the event's object first (highlighted), then the
@@ -134,6 +137,7 @@ impl EventWriter {
     fn take(&mut self, job: EventJob) {
         let EventJob {
             event,
+            clip,
             snapshot,
             boxes,
         } = job;
@@ -166,6 +170,7 @@ impl EventWriter {
             score: event.score,
             bbox: [event.bbox.x0, event.bbox.y0, event.bbox.x1, event.bbox.y1],
             snapshot_bytes,
+            clip,
         };
         if let Err(e) = self.batch.push(&record) {
             // The loop flushes a full batch before taking the next job, so

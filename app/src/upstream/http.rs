@@ -14,19 +14,31 @@
 //! body is read and discarded frame by frame up to [`MAX_RESPONSE_BODY`] (a
 //! longer body ends the connection instead of being read), and only the first
 //! [`ERROR_SNIPPET`] bytes of it are kept, for the error text of a non-2xx
-//! answer. The request body is the caller's `Bytes`, sent without a copy.
+//! answer. An event's request body is the caller's `Bytes`, sent without a
+//! copy; a clip's ([`HttpSink::post_clip`]) is streamed from its file
+//! [`CLIP_CHUNK`] bytes at a time ([`ClipBody`]), never read whole: hyper
+//! asks for the next chunk only once its write buffer (capped at
+//! [`READ_BUF_MAX`] too) has room, so a clip upload holds about two chunks.
 //!
-//! Every exchange (connect, request, response, body) is bounded by one
-//! `timeout`, so a hanging upstream turns into [`DeliveryError::Unavailable`]
-//! instead of stalling the outbox. HTTPS is not built in (no TLS library in
+//! Every event exchange (connect, request, response, body) is bounded by
+//! one `timeout`, so a hanging upstream turns into
+//! [`DeliveryError::Unavailable`] instead of stalling the outbox. A clip
+//! upload may take longer than that on a slow link: it fails only when no
+//! body bytes moved for a whole `timeout` (and the answer must come within
+//! `timeout` of the last byte). HTTPS is not built in (no TLS library in
 //! the firmware); `new` refuses `https://` URLs rather than sending events in
 //! clear text to a port that expects TLS.
 
+use std::io::Read;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1;
 use hyper::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, Response, StatusCode, Uri};
@@ -46,14 +58,95 @@ pub const READ_BUF_MAX: usize = 64 * 1024;
 /// How many bytes of a non-2xx response body are quoted in the error.
 pub const ERROR_SNIPPET: usize = 200;
 
+/// Bytes of a clip read from its file per step.
+pub const CLIP_CHUNK: usize = 64 << 10;
+
+/// The clip id header of a clip upload.
+pub const CLIP_HEADER: &str = "x-vigil-clip";
+/// The camera name header of a clip upload.
+pub const CAMERA_HEADER: &str = "x-vigil-camera";
+
 /// Headers the sink sets itself; the optional extra header may not replace them.
-const RESERVED_HEADERS: [HeaderName; 5] = [
+const RESERVED_HEADERS: [HeaderName; 7] = [
     HOST,
     CONTENT_LENGTH,
     CONTENT_TYPE,
     CONNECTION,
     hyper::header::TRANSFER_ENCODING,
+    HeaderName::from_static(CLIP_HEADER),
+    HeaderName::from_static(CAMERA_HEADER),
 ];
+
+/// A request body: an event's JSON, or a clip file streamed in chunks.
+pub enum SinkBody {
+    /// The whole body (taken when sent).
+    Full(Option<Bytes>),
+    /// A clip file.
+    File(ClipBody),
+}
+
+impl Body for SinkBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        match self.get_mut() {
+            SinkBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            SinkBody::File(f) => Poll::Ready(f.next_frame()),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            SinkBody::Full(d) => d.is_none(),
+            SinkBody::File(f) => f.remaining == 0,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            SinkBody::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
+            SinkBody::Full(None) => SizeHint::with_exact(0),
+            SinkBody::File(f) => SizeHint::with_exact(f.remaining),
+        }
+    }
+}
+
+/// A clip file's first `len` bytes, read [`CLIP_CHUNK`] bytes at a time
+/// with plain blocking reads on the I/O thread (a page-cache or eMMC read
+/// of 64 KiB takes well under a millisecond; `web::files` does the same).
+pub struct ClipBody {
+    file: std::fs::File,
+    remaining: u64,
+    /// Bytes handed to hyper so far: the upload's progress.
+    sent: Arc<AtomicU64>,
+}
+
+impl ClipBody {
+    /// The next chunk; a read error (or a file shorter than announced) is
+    /// an error, so hyper aborts the request rather than send it short.
+    fn next_frame(&mut self) -> Option<Result<Frame<Bytes>, std::io::Error>> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let n = (self.remaining as usize).min(CLIP_CHUNK);
+        let mut buf = vec![0u8; n];
+        match self.file.read_exact(&mut buf) {
+            Ok(()) => {
+                self.remaining -= n as u64;
+                self.sent.fetch_add(n as u64, Ordering::Relaxed);
+                Some(Ok(Frame::data(Bytes::from(buf))))
+            }
+            Err(e) => {
+                self.remaining = 0;
+                Some(Err(e))
+            }
+        }
+    }
+}
 
 /// A client that POSTs JSON events to one `http://` URL over one kept-alive
 /// connection.
@@ -74,7 +167,7 @@ pub struct HttpSink {
 
 /// One open HTTP/1.1 connection: the request handle and the task driving it.
 struct Conn {
-    sender: http1::SendRequest<Full<Bytes>>,
+    sender: http1::SendRequest<SinkBody>,
     task: JoinHandle<()>,
 }
 
@@ -176,12 +269,72 @@ impl HttpSink {
     /// status and the start of the response body. Any error closes the
     /// connection; the next call reconnects.
     pub async fn post_json(&mut self, body: Bytes) -> Result<(), DeliveryError> {
-        let result = match tokio::time::timeout(self.timeout, self.exchange(body)).await {
+        let length = body.len() as u64;
+        let mut request = self.request(SinkBody::Full(Some(body)), length);
+        request
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let result = match tokio::time::timeout(self.timeout, self.exchange(request)).await {
             Ok(r) => r,
             Err(_) => Err(DeliveryError::Unavailable(format!(
                 "{}: no complete response within {:?}",
                 self.description, self.timeout
             ))),
+        };
+        if result.is_err() {
+            self.conn = None;
+        }
+        result
+    }
+
+    /// POSTs the first `len` bytes of `file` (a finished clip) with
+    /// `Content-Type: video/mp4`, `X-Vigil-Clip: <clip_id>` and
+    /// `X-Vigil-Camera: <camera>`, streamed [`CLIP_CHUNK`] bytes at a time.
+    ///
+    /// Answers are classified as for [`post_json`](HttpSink::post_json).
+    /// The upload fails as unavailable when no body bytes moved for a
+    /// whole `timeout`, or no answer came within `timeout` after the last
+    /// one; a file that cannot be read to `len` aborts the request.
+    pub async fn post_clip(
+        &mut self,
+        file: std::fs::File,
+        len: u64,
+        clip_id: u64,
+        camera: &str,
+    ) -> Result<(), DeliveryError> {
+        let sent = Arc::new(AtomicU64::new(0));
+        let body = SinkBody::File(ClipBody {
+            file,
+            remaining: len,
+            sent: sent.clone(),
+        });
+        let mut request = self.request(body, len);
+        let headers = request.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
+        headers.insert(CLIP_HEADER, HeaderValue::from(clip_id));
+        headers.insert(
+            CAMERA_HEADER,
+            HeaderValue::from_str(camera).unwrap_or(HeaderValue::from_static("")),
+        );
+        let timeout = self.timeout;
+        let description = self.description.clone();
+        let result = {
+            let exchange = self.exchange(request);
+            tokio::pin!(exchange);
+            loop {
+                let before = sent.load(Ordering::Relaxed);
+                match tokio::time::timeout(timeout, exchange.as_mut()).await {
+                    Ok(r) => break r,
+                    // Still moving: a long upload on a slow link.
+                    Err(_) if sent.load(Ordering::Relaxed) != before => {}
+                    Err(_) => {
+                        break Err(DeliveryError::Unavailable(format!(
+                            "{description}: clip {clip_id}: no progress and no response within {timeout:?} ({} of {len} bytes sent)",
+                            sent.load(Ordering::Relaxed)
+                        )))
+                    }
+                }
+            }
         };
         if result.is_err() {
             self.conn = None;
@@ -195,8 +348,7 @@ impl HttpSink {
     }
 
     /// One request on the kept-alive connection or a new one.
-    async fn exchange(&mut self, body: Bytes) -> Result<(), DeliveryError> {
-        let request = self.request(body);
+    async fn exchange(&mut self, request: Request<SinkBody>) -> Result<(), DeliveryError> {
         let (mut conn, reused) = self.live_conn().await?;
         let response = match conn.sender.try_send_request(request).await {
             Ok(r) => r,
@@ -273,15 +425,15 @@ impl HttpSink {
         Ok(Conn { sender, task })
     }
 
-    fn request(&self, body: Bytes) -> Request<Full<Bytes>> {
-        let length = HeaderValue::from(body.len());
-        let mut request = Request::new(Full::new(body));
+    /// A POST of `body` (`length` bytes) to the URL, without its
+    /// `Content-Type`.
+    fn request(&self, body: SinkBody, length: u64) -> Request<SinkBody> {
+        let mut request = Request::new(body);
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.target.clone();
         let headers = request.headers_mut();
         headers.insert(HOST, self.host_header.clone());
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(CONTENT_LENGTH, length);
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
         if let Some((name, value)) = &self.header {
             headers.insert(name.clone(), value.clone());
         }
@@ -756,6 +908,46 @@ mod tests {
         sink.post_json(Bytes::from_static(b"{}")).await.unwrap();
         // Each partly read body cost its connection.
         assert_eq!(server.accepts(), 3);
+    }
+
+    #[tokio::test]
+    async fn http_streams_a_clip_file_with_its_headers_on_the_same_connection() {
+        let server = Server::start(vec![Reply::Status(200)]).await;
+        let path = std::env::temp_dir().join(format!("vigil-clip-{}.mp4", std::process::id()));
+        // Several chunks and a partial one.
+        let clip: Vec<u8> = (0..3 * CLIP_CHUNK + 1234)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        std::fs::write(&path, &clip).unwrap();
+        let header = Some(("Authorization".to_string(), "Bearer s3cret".to_string()));
+        let mut sink = HttpSink::new(&server.url("/in"), header, TIMEOUT).unwrap();
+        sink.post_json(Bytes::from_static(b"{}")).await.unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        sink.post_clip(file, clip.len() as u64, 42, "gate")
+            .await
+            .unwrap();
+        // A file shorter than announced aborts the request, never sends it short.
+        let file = std::fs::File::open(&path).unwrap();
+        let short = sink
+            .post_clip(file, clip.len() as u64 + 10, 43, "gate")
+            .await;
+        assert!(
+            matches!(short, Err(DeliveryError::Unavailable(_))),
+            "{short:?}"
+        );
+        let _ = std::fs::remove_file(&path);
+        let requests = server.requests.lock().unwrap();
+        assert_eq!(requests.len(), 2, "the short clip never completed");
+        let r = &requests[1];
+        assert_eq!(r.target, "/in");
+        assert_eq!(r.header("content-type"), Some("video/mp4"));
+        assert_eq!(r.header("x-vigil-clip"), Some("42"));
+        assert_eq!(r.header("x-vigil-camera"), Some("gate"));
+        assert_eq!(r.header("authorization"), Some("Bearer s3cret"));
+        let length = clip.len().to_string();
+        assert_eq!(r.header("content-length"), Some(length.as_str()));
+        assert!(r.body == clip, "body differs");
+        assert_eq!(server.accepts(), 1, "events and clips share the connection");
     }
 
     #[test]

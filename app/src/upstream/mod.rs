@@ -21,11 +21,16 @@
 //! - MQTT, QoS 1, not retained: `<prefix>/<camera>/snapshot` with the JPEG
 //!   bytes (when the event has one), then `<prefix>/<camera>/event` with the
 //!   record's JSON; the event counts as delivered when both are acknowledged.
+//!
+//! With `[record] upstream = "upload"` each upstream also gets a clip task
+//! ([`clips`]): HTTP receives every finished clip file, streamed; MQTT a
+//! small notice with the clip's link.
 
+pub mod clips;
 pub mod http;
 pub mod mqtt;
 
-use crate::config::UpstreamConfig;
+use crate::config::{ClipDelivery, UpstreamConfig};
 use crate::metrics::{OutputMetrics, UpstreamMetrics};
 use crate::shutdown::Shutdown;
 use crate::source::backoff::{seed_from, Backoff, Jitter};
@@ -112,7 +117,8 @@ fn base64_len(n: usize) -> usize {
     n.div_ceil(3) * 4
 }
 
-/// Starts one drainer task per configured upstream on `runtime`.
+/// Starts one drainer task per configured upstream on `runtime` (clips, if
+/// any, are left to links: [`spawn_with_clips`] also delivers them).
 pub fn spawn(
     runtime: &tokio::runtime::Runtime,
     config: &UpstreamConfig,
@@ -122,7 +128,61 @@ pub fn spawn(
     shutdown: Shutdown,
     max_snapshot: usize,
 ) -> Result<(), String> {
+    spawn_with_clips(
+        runtime,
+        config,
+        ClipDelivery::Link,
+        store,
+        metrics,
+        committed,
+        shutdown,
+        max_snapshot,
+    )
+}
+
+/// Starts one drainer task per configured upstream on `runtime`, and, with
+/// `clip_delivery` [`ClipDelivery::Upload`] (recording on, `record.upstream =
+/// "upload"`), one clip task per configured upstream.
+#[allow(clippy::too_many_arguments)]
+pub fn spawn_with_clips(
+    runtime: &tokio::runtime::Runtime,
+    config: &UpstreamConfig,
+    clip_delivery: ClipDelivery,
+    store: Arc<Store>,
+    metrics: Arc<OutputMetrics>,
+    committed: Arc<Notify>,
+    shutdown: Shutdown,
+    max_snapshot: usize,
+) -> Result<(), String> {
     let mut clients = Vec::new();
+    let mut clip_clients = Vec::new();
+    let upload = clip_delivery == ClipDelivery::Upload;
+    if let (true, Some(h)) = (upload, &config.http) {
+        let sink = http::HttpSink::new(&h.url, h.header.clone(), config.timeout)
+            .map_err(|e| format!("upstream.http: {e}"))?;
+        clip_clients.push(clips::ClipClient::Http(Box::new(sink)));
+    }
+    if let (true, Some(m)) = (upload, &config.mqtt) {
+        let sink = mqtt::MqttSink::new(mqtt::MqttSettings {
+            host: m.host.clone(),
+            port: m.port,
+            // Its own session: the same client id would make the broker
+            // drop the event connection.
+            client_id: match m.client_id.as_str() {
+                "" => String::new(),
+                id => format!("{id}-clips"),
+            },
+            username: m.username.clone(),
+            password: m.password.clone(),
+            keep_alive: Duration::from_secs(30),
+            timeout: config.timeout,
+            max_payload: clips::NOTICE_MAX,
+        });
+        clip_clients.push(clips::ClipClient::Mqtt {
+            sink: Box::new(sink),
+            topic_prefix: m.topic_prefix.clone(),
+        });
+    }
     if let Some(h) = &config.http {
         let sink = http::HttpSink::new(&h.url, h.header.clone(), config.timeout)
             .map_err(|e| format!("upstream.http: {e}"))?;
@@ -167,6 +227,23 @@ pub fn spawn(
             body: Vec::with_capacity(base64_len(max_snapshot) + 1024),
         };
         runtime.spawn(drainer.run(shutdown.clone()));
+    }
+    for client in clip_clients {
+        let label = format!("{}-clips", client.sink().as_str());
+        let uploader = clips::ClipUploader {
+            client,
+            store: store.clone(),
+            metrics: metrics.clone(),
+            backoff: Backoff::new(
+                config.retry_min,
+                config.retry_max,
+                Jitter::Full,
+                Duration::ZERO,
+                seed_from(&label),
+            ),
+            max_attempts: config.max_attempts,
+        };
+        runtime.spawn(uploader.run(shutdown.clone()));
     }
     Ok(())
 }

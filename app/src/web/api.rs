@@ -71,6 +71,8 @@ struct UpstreamSummary {
     failures: u64,
     rejected: u64,
     dropped: u64,
+    clips_delivered: u64,
+    clip_failures: u64,
     last_error: String,
 }
 
@@ -134,8 +136,51 @@ pub struct Camera<'a> {
     packets_dropped: u64,
     reconnects: u64,
     events: u64,
+    recording: Recording,
     #[serde(skip_serializing_if = "Option::is_none")]
     latest_events: Option<Vec<EventJson<'a>>>,
+}
+
+/// A camera's clips.
+#[derive(Serialize)]
+struct Recording {
+    /// off, idle, recording or error.
+    state: &'static str,
+    /// The last write error ("" when fine).
+    error: String,
+    clips_opened: u64,
+    clips_finished: u64,
+    clips_truncated: u64,
+    write_errors: u64,
+    bytes_written: u64,
+    /// Stream seconds the pre-roll ring holds.
+    ring_seconds: f64,
+    ring_bytes: f64,
+}
+
+fn recording(ctx: &WebContext, c: &CameraMetrics) -> Recording {
+    let r = &c.record;
+    let error = r.error();
+    let state = if !ctx.recording {
+        "off"
+    } else if !error.is_empty() {
+        "error"
+    } else if r.recording.get() > 0.5 {
+        "recording"
+    } else {
+        "idle"
+    };
+    Recording {
+        state,
+        error,
+        clips_opened: r.clips_opened.get(),
+        clips_finished: r.clips_finished.get(),
+        clips_truncated: r.clips_truncated.get(),
+        write_errors: r.write_errors.get(),
+        bytes_written: r.bytes_written.get(),
+        ring_seconds: r.ring_seconds.get(),
+        ring_bytes: r.ring_bytes.get(),
+    }
 }
 
 /// An event as the API shows it.
@@ -149,6 +194,7 @@ pub struct EventJson<'a> {
     score: f32,
     bbox: BoxJson,
     snapshot: Option<String>,
+    clip: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -268,6 +314,8 @@ fn upstream_summary(ctx: &WebContext) -> Vec<UpstreamSummary> {
                 failures: m.failures.get(),
                 rejected: m.rejected.get(),
                 dropped: totals.outbox_dropped[i],
+                clips_delivered: m.clips_delivered.get(),
+                clip_failures: m.clip_failures.get(),
                 last_error,
             })
         })
@@ -301,6 +349,7 @@ pub fn camera<'a>(ctx: &'a WebContext, index: usize, with_events: bool) -> Camer
         packets_dropped: c.packets_dropped.lost(),
         reconnects: c.reconnects.get(),
         events: c.events.get(),
+        recording: recording(ctx, c),
         latest_events,
     }
 }
@@ -327,6 +376,10 @@ pub fn event<'a>(ctx: &'a WebContext, e: &Event) -> EventJson<'a> {
         // The events thread writes the file shortly after the event; until
         // then (or when the pool was empty) the URL answers 404.
         snapshot: ctx.store.as_ref().map(|_| snapshot_url(e.id)),
+        // Every event opens or extends its camera's clip while recording
+        // is on; the URL answers 404 until the event is stored and the
+        // clip's first fragment written.
+        clip: (ctx.recording && ctx.store.is_some()).then(|| clip_url(e.id)),
     }
 }
 
@@ -351,7 +404,14 @@ pub fn stored_event(r: &crate::store::EventRecord) -> StoredEventJson<'_> {
             y1: r.bbox[3],
         },
         snapshot: (r.snapshot_bytes > 0).then(|| snapshot_url(r.id)),
+        clip: r.clip.map(|_| clip_url(r.id)),
+        clip_id: r.clip,
     }
+}
+
+/// Where event `id`'s clip is served.
+pub fn clip_url(id: u64) -> String {
+    format!("/api/events/{id}/clip.mp4")
 }
 
 /// An event read from the store, as the API shows it (the same fields as
@@ -366,6 +426,12 @@ pub struct StoredEventJson<'a> {
     score: f32,
     bbox: BoxJson,
     snapshot: Option<String>,
+    /// The clip the event belongs to (404 until its first fragment is
+    /// written, or after retention deleted it).
+    clip: Option<String>,
+    /// The clip's id: the id of the event that opened it, shared by every
+    /// event it covers.
+    clip_id: Option<u64>,
 }
 
 /// Builds a page of stored events after `after`, at most `limit` (capped at

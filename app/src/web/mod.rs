@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod files;
 pub mod history;
 pub mod prom;
 mod routes;
@@ -83,6 +84,10 @@ pub struct WebContext {
     pub store: Option<Arc<crate::store::Store>>,
     /// Why the store did not open ("" when it did).
     pub store_error: String,
+    /// Whether events get clips (`record.enabled`).
+    pub recording: bool,
+    /// Permits for snapshot and clip downloads.
+    pub files: Arc<files::FileSlots>,
     /// When the process started.
     pub started: Instant,
     /// The same, as Unix seconds.
@@ -141,6 +146,8 @@ impl WebContext {
             data_dir: config.data_dir.clone(),
             store: None,
             store_error: String::new(),
+            recording: config.record.enabled,
+            files: Arc::default(),
             started,
             started_unix: now_unix - uptime,
         })

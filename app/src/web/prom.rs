@@ -156,6 +156,67 @@ pub fn render(ctx: &WebContext) -> String {
     );
     for (name, help, pick) in [
         (
+            "vigil_record_clips_opened_total",
+            "Clips opened by an event.",
+            (|c| c.record.clips_opened.get()) as fn(&CameraMetrics) -> u64,
+        ),
+        (
+            "vigil_record_clips_finished_total",
+            "Clips written out and linked in the store.",
+            |c| c.record.clips_finished.get(),
+        ),
+        (
+            "vigil_record_clips_truncated_total",
+            "Clips cut short (writer behind the ring, stream restart, disk refused).",
+            |c| c.record.clips_truncated.get(),
+        ),
+        (
+            "vigil_record_units_written_total",
+            "Access units written into clips.",
+            |c| c.record.units_written.get(),
+        ),
+        (
+            "vigil_record_bytes_written_total",
+            "Bytes written into clip files.",
+            |c| c.record.bytes_written.get(),
+        ),
+        (
+            "vigil_record_write_errors_total",
+            "Clip writes that failed (disk full, read-only, quota).",
+            |c| c.record.write_errors.get(),
+        ),
+        (
+            "vigil_record_ring_refused_total",
+            "Access units the pre-roll ring refused (larger than it, or a GOP longer than it).",
+            |c| c.record.ring_refused.get(),
+        ),
+    ] {
+        camera_counter(w, r.cameras.iter(), name, help, pick);
+    }
+    for (name, help, pick) in [
+        (
+            "vigil_record_recording",
+            "1 while a clip is open or being written.",
+            (|c| c.record.recording.get()) as fn(&CameraMetrics) -> f64,
+        ),
+        (
+            "vigil_record_ring_bytes",
+            "Bytes of compressed stream the pre-roll ring holds.",
+            |c| c.record.ring_bytes.get(),
+        ),
+        (
+            "vigil_record_ring_seconds",
+            "Stream seconds the pre-roll ring holds.",
+            |c| c.record.ring_seconds.get(),
+        ),
+    ] {
+        family(w, name, "gauge", help);
+        for c in &r.cameras {
+            let _ = writeln!(w, "{name}{{camera=\"{}\"}} {}", c.name, pick(c));
+        }
+    }
+    for (name, help, pick) in [
+        (
             "vigil_camera_packets_dropped_total",
             "Access units thrown away, by reason.",
             (|c| &c.packets_dropped) as fn(&CameraMetrics) -> &crate::metrics::DropCounters,
@@ -521,7 +582,7 @@ fn outputs(w: &mut String, ctx: &WebContext) {
         o.jobs_dropped.get() as f64,
     );
     type Pick = fn(&crate::metrics::UpstreamMetrics) -> f64;
-    let families: [(&str, &str, &str, Pick); 4] = [
+    let families: [(&str, &str, &str, Pick); 6] = [
         (
             "vigil_upstream_up",
             "gauge",
@@ -545,6 +606,18 @@ fn outputs(w: &mut String, ctx: &WebContext) {
             "counter",
             "Events given up on after the upstream refused them.",
             |m| m.rejected.get() as f64,
+        ),
+        (
+            "vigil_upstream_clips_delivered_total",
+            "counter",
+            "Clips delivered (record.upstream = upload): uploaded over HTTP, announced over MQTT.",
+            |m| m.clips_delivered.get() as f64,
+        ),
+        (
+            "vigil_upstream_clip_failures_total",
+            "counter",
+            "Clip delivery attempts that failed (retried or given up).",
+            |m| m.clip_failures.get() as f64,
         ),
     ];
     for (name, kind, help, pick) in families {

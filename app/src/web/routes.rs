@@ -15,6 +15,7 @@
 
 use super::api;
 use super::auth::{self, AuthError, SessionInfo};
+use super::files::{self, FileBody, OpenError, Part};
 use super::prom;
 use super::server::{ConnState, InFlight};
 use super::sse::SseStream;
@@ -45,6 +46,8 @@ pub enum ResponseBody {
     Full(Option<Bytes>),
     /// A `/events` stream.
     Sse(SseStream),
+    /// A stored file, read a chunk at a time.
+    File(FileBody),
 }
 
 impl Body for ResponseBody {
@@ -58,11 +61,16 @@ impl Body for ResponseBody {
         match self.get_mut() {
             ResponseBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ResponseBody::Sse(s) => Pin::new(s).poll_frame(cx),
+            ResponseBody::File(f) => Poll::Ready(f.next_frame().map(Ok)),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self, ResponseBody::Full(None))
+        match self {
+            ResponseBody::Full(d) => d.is_none(),
+            ResponseBody::Sse(_) => false,
+            ResponseBody::File(f) => f.remaining() == 0,
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -70,6 +78,7 @@ impl Body for ResponseBody {
             ResponseBody::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
             ResponseBody::Full(None) => SizeHint::with_exact(0),
             ResponseBody::Sse(_) => SizeHint::default(),
+            ResponseBody::File(f) => SizeHint::with_exact(f.remaining()),
         }
     }
 }
@@ -185,7 +194,11 @@ async fn route(ctx: &Arc<WebContext>, conn: &Arc<ConnState>, req: Request<Incomi
             if !readable {
                 return login_required();
             }
-            snapshot(ctx, p)
+            let range = req
+                .headers()
+                .get(header::RANGE)
+                .and_then(|v| v.to_str().ok());
+            stored_file(ctx, p, range)
         }
         "/api/session" if get => json(StatusCode::OK, &session_json(ctx, session.as_ref())),
         "/api/setup" | "/api/login" | "/api/logout" | "/api/password" if post => {
@@ -260,47 +273,96 @@ fn events_stream(ctx: &Arc<WebContext>, conn: &Arc<ConnState>) -> Resp {
 
 /// Parses `after=ID&limit=N`; unknown parameters are an error so a typo
 /// does not silently return the wrong page.
-/// The snapshot id in `/api/events/<id>/snapshot.jpg`.
-fn snapshot_id(path: &str) -> Option<u64> {
-    let id = path
-        .strip_prefix("/api/events/")?
-        .strip_suffix("/snapshot.jpg")?;
+/// What `/api/events/<id>/<file>` names: the event id and which file.
+fn stored_file_path(path: &str) -> Option<(u64, &str)> {
+    let (id, file) = path.strip_prefix("/api/events/")?.split_once('/')?;
     // Digits only: no sign, no path tricks.
     if id.is_empty() || id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    id.parse().ok()
+    matches!(file, "snapshot.jpg" | "clip.mp4").then_some((id.parse().ok()?, file))
 }
 
 /// Snapshots are written by vigil and at most the JPEG buffer's size; a
 /// larger file is not one of ours and is not served.
 const MAX_SNAPSHOT_FILE: u64 = 16 << 20;
 
-fn snapshot(ctx: &WebContext, path: &str) -> Resp {
-    let Some(id) = snapshot_id(path) else {
+/// Clips are bounded by the store quota (at most 1 TiB).
+const MAX_CLIP_FILE: u64 = 1 << 40;
+
+/// An event's snapshot or clip, sent from its file in chunks.
+fn stored_file(ctx: &WebContext, path: &str, range: Option<&str>) -> Resp {
+    let Some((id, which)) = stored_file_path(path) else {
         return error(StatusCode::NOT_FOUND, "no such page");
     };
     let Some(store) = &ctx.store else {
         return error(StatusCode::NOT_FOUND, "no event store");
     };
-    let file = store.snapshot_path(id);
-    let data = std::fs::metadata(&file)
-        .ok()
-        .filter(|m| m.is_file() && m.len() <= MAX_SNAPSHOT_FILE)
-        .and_then(|_| std::fs::read(&file).ok());
-    match data {
-        Some(jpeg) => {
-            let mut r = full(StatusCode::OK, jpeg);
-            set(&mut r, header::CONTENT_TYPE, "image/jpeg");
-            // An id's snapshot never changes while it exists.
-            set(&mut r, header::CACHE_CONTROL, "private, max-age=86400");
-            r
-        }
-        None => error(
-            StatusCode::NOT_FOUND,
+    let (file, max, content_type, missing) = if which == "snapshot.jpg" {
+        (
+            store.snapshot_path(id),
+            MAX_SNAPSHOT_FILE,
+            "image/jpeg",
             "no snapshot for this event (none taken, not written yet, or deleted by retention)",
-        ),
+        )
+    } else {
+        let clip = match store.get(id) {
+            Ok(Some(record)) => record.clip,
+            Ok(None) => None,
+            Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        };
+        let Some(clip) = clip else {
+            return error(
+                StatusCode::NOT_FOUND,
+                "no clip for this event (recording off, or the event is not stored yet)",
+            );
+        };
+        (
+            store.clip_path(clip),
+            MAX_CLIP_FILE,
+            "video/mp4",
+            "no clip for this event (not written yet, failed, or deleted by retention)",
+        )
+    };
+    let opened = match files::open(&ctx.files, &file, max, range) {
+        Ok(o) => o,
+        Err(OpenError::Missing) => return error(StatusCode::NOT_FOUND, missing),
+        Err(OpenError::Busy) => {
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many files being sent; retry later",
+            );
+            set(&mut r, header::RETRY_AFTER, "1");
+            return r;
+        }
+    };
+    let size = opened.size;
+    let mut r = Response::new(ResponseBody::File(opened.body));
+    match opened.part {
+        Part::Whole => {}
+        Part::Range { start, end } => {
+            *r.status_mut() = StatusCode::PARTIAL_CONTENT;
+            set(
+                &mut r,
+                header::CONTENT_RANGE,
+                &format!("bytes {start}-{end}/{size}"),
+            );
+        }
+        Part::Unsatisfiable => {
+            *r.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+            set(&mut r, header::CONTENT_RANGE, &format!("bytes */{size}"));
+        }
     }
+    set(&mut r, header::CONTENT_TYPE, content_type);
+    set(&mut r, header::ACCEPT_RANGES, "bytes");
+    // A snapshot never changes while it exists; a clip grows while written.
+    let cache = if which == "snapshot.jpg" {
+        "private, max-age=86400"
+    } else {
+        "no-store"
+    };
+    set(&mut r, header::CACHE_CONTROL, cache);
+    r
 }
 
 fn events_query(query: &str) -> Result<(u64, usize), String> {
@@ -574,18 +636,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn snapshot_paths_take_digits_only() {
-        assert_eq!(snapshot_id("/api/events/42/snapshot.jpg"), Some(42));
+    fn stored_file_paths_take_digits_and_known_names_only() {
+        assert_eq!(
+            stored_file_path("/api/events/42/snapshot.jpg"),
+            Some((42, "snapshot.jpg"))
+        );
+        assert_eq!(
+            stored_file_path("/api/events/7/clip.mp4"),
+            Some((7, "clip.mp4"))
+        );
         for bad in [
             "/api/events//snapshot.jpg",
             "/api/events/-1/snapshot.jpg",
-            "/api/events/+1/snapshot.jpg",
+            "/api/events/+1/clip.mp4",
             "/api/events/1/../snapshot.jpg",
-            "/api/events/1/clip.mp4",
+            "/api/events/1/clip.mp4/",
+            "/api/events/1/other.bin",
             "/api/events/99999999999999999999999/snapshot.jpg",
             "/api/events/1x/snapshot.jpg",
+            "/api/events/1",
         ] {
-            assert_eq!(snapshot_id(bad), None, "{bad}");
+            assert_eq!(stored_file_path(bad), None, "{bad}");
         }
     }
 

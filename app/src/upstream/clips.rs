@@ -1,0 +1,241 @@
+//! Clip delivery in upload mode (`[record] upstream = "upload"`): one task
+//! per configured upstream, on the shared runtime, sends each finished clip
+//! once the event that opened it left that upstream's outbox.
+//!
+//! - HTTP: the clip file itself, `POST`ed to the events URL on a connection
+//!   of its own (events never wait behind a 30 MB upload), streamed from the
+//!   file in 64 KiB chunks (`http::HttpSink::post_clip`).
+//! - MQTT: a small JSON notice on `<prefix>/<camera>/clip` with the clip's
+//!   link, never the clip (brokers are not made for megabytes). It uses its
+//!   own connection, with the client id `<client_id>-clips`, so it cannot
+//!   take over the event connection's session.
+//!
+//! Progress is the store's per-upstream cursor (`Store::clip_uploaded`):
+//! finished clips are taken oldest first, and the cursor advances only once
+//! the upstream acknowledged (at least once: a crash in between sends the
+//! clip again). Failures retry with the event drainers' backoff; a clip the
+//! upstream refuses (HTTP 4xx) is given up after `upstream.max_attempts`.
+//! A clip retention deleted meanwhile is skipped.
+
+use super::{http, mqtt, DeliveryError};
+use crate::metrics::{OutputMetrics, UpstreamMetrics};
+use crate::shutdown::Shutdown;
+use crate::source::backoff::Backoff;
+use crate::store::{Sink, Store};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often an idle uploader looks for a newly finished clip.
+const POLL: Duration = Duration::from_secs(1);
+
+/// The longest MQTT clip notice: the JSON with a camera name and numbers.
+pub const NOTICE_MAX: usize = 1024;
+
+/// Where finished clips go.
+pub(super) enum ClipClient {
+    /// The clip file, uploaded.
+    Http(Box<http::HttpSink>),
+    /// A notice with the clip's link.
+    Mqtt {
+        sink: Box<mqtt::MqttSink>,
+        topic_prefix: String,
+    },
+}
+
+impl ClipClient {
+    pub(super) fn sink(&self) -> Sink {
+        match self {
+            ClipClient::Http(_) => Sink::Http,
+            ClipClient::Mqtt { .. } => Sink::Mqtt,
+        }
+    }
+
+    /// Waits up to `d`; an MQTT client keeps its connection alive meanwhile.
+    async fn idle(&mut self, d: Duration) {
+        match self {
+            ClipClient::Http(_) => tokio::time::sleep(d).await,
+            ClipClient::Mqtt { sink, .. } => sink.idle(d).await,
+        }
+    }
+}
+
+/// The MQTT clip notice: `{"clip":id,"camera":name,"bytes":n,"path":...}`.
+pub fn notice_json(clip_id: u64, camera: &str, bytes: u64) -> String {
+    let camera = serde_json::to_string(camera).unwrap_or_else(|_| "\"\"".into());
+    format!(
+        "{{\"clip\":{clip_id},\"camera\":{camera},\"bytes\":{bytes},\"path\":\"/api/events/{clip_id}/clip.mp4\"}}"
+    )
+}
+
+/// What happened to one clip.
+enum Outcome {
+    /// Acknowledged by the upstream.
+    Delivered,
+    /// Retention deleted it before it went out: skipped.
+    Gone,
+}
+
+pub(super) struct ClipUploader {
+    pub client: ClipClient,
+    pub store: Arc<Store>,
+    pub metrics: Arc<OutputMetrics>,
+    pub backoff: Backoff,
+    pub max_attempts: u32,
+}
+
+impl ClipUploader {
+    fn stats(&self) -> &UpstreamMetrics {
+        &self.metrics.upstream[self.client.sink() as usize]
+    }
+
+    pub async fn run(mut self, mut shutdown: Shutdown) {
+        let sink = self.client.sink();
+        let mut attempts = 0u32;
+        while !shutdown.is_requested() {
+            let next = match self.next(sink) {
+                Ok(next) => next,
+                Err(e) => {
+                    self.stats().clip_fail(&e);
+                    self.pause(&mut shutdown).await;
+                    continue;
+                }
+            };
+            let Some((clip_id, bytes)) = next else {
+                tokio::select! {
+                    _ = self.client.idle(POLL) => {}
+                    _ = shutdown.requested() => {}
+                }
+                continue;
+            };
+            let result = tokio::select! {
+                r = self.deliver(clip_id, bytes) => r,
+                _ = shutdown.requested() => break,
+            };
+            attempts += 1;
+            let done = match result {
+                Ok(Outcome::Delivered) => {
+                    self.stats().clips_delivered.inc();
+                    self.backoff.reset();
+                    log::debug!("upstream {}: clip {clip_id} delivered", sink.as_str());
+                    true
+                }
+                Ok(Outcome::Gone) => {
+                    log::debug!(
+                        "upstream {}: clip {clip_id} deleted before delivery, skipped",
+                        sink.as_str()
+                    );
+                    true
+                }
+                Err(DeliveryError::Rejected(why)) if attempts >= self.max_attempts => {
+                    self.stats()
+                        .clip_fail(&format!("clip {clip_id}: rejected: {why}"));
+                    log::warn!(
+                        "upstream {}: clip {clip_id} given up after {attempts} attempts: {why}",
+                        sink.as_str()
+                    );
+                    true
+                }
+                Err(e) => {
+                    self.stats().clip_fail(&format!("clip {clip_id}: {e}"));
+                    log::debug!("upstream {}: clip {clip_id}: {e}", sink.as_str());
+                    false
+                }
+            };
+            if done {
+                attempts = 0;
+                if let Err(e) = self.store.clip_uploaded(sink, clip_id) {
+                    self.stats().clip_fail(&e.to_string());
+                    self.pause(&mut shutdown).await;
+                }
+            } else {
+                self.pause(&mut shutdown).await;
+            }
+        }
+        if let ClipClient::Mqtt { sink, .. } = &mut self.client {
+            sink.disconnect().await;
+        }
+    }
+
+    /// The next clip to send: the oldest finished one past the cursor, once
+    /// the event that opened it is no longer waiting in the outbox.
+    fn next(&self, sink: Sink) -> Result<Option<(u64, u64)>, String> {
+        let Some((clip_id, bytes)) = self
+            .store
+            .next_clip_to_upload(sink, 0)
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        let pending = self
+            .store
+            .next_pending(sink, 0)
+            .map_err(|e| e.to_string())?;
+        Ok(match pending {
+            Some(event) if event.id <= clip_id => None,
+            _ => Some((clip_id, bytes)),
+        })
+    }
+
+    async fn deliver(&mut self, clip_id: u64, bytes: u64) -> Result<Outcome, DeliveryError> {
+        let path = self.store.clip_path(clip_id);
+        // The camera is the opening event's; retention may have deleted
+        // that event while keeping the clip.
+        let camera = match self.store.get(clip_id) {
+            Ok(Some(record)) => record.camera,
+            _ => String::new(),
+        };
+        match &mut self.client {
+            ClipClient::Http(http) => {
+                let opened = std::fs::File::open(&path).and_then(|f| {
+                    let len = f.metadata()?.len();
+                    Ok((f, len))
+                });
+                let (file, len) = match opened {
+                    Ok(opened) => opened,
+                    Err(e) => return self.missing(clip_id, &path, e),
+                };
+                http.post_clip(file, len, clip_id, &camera).await?;
+            }
+            ClipClient::Mqtt { sink, topic_prefix } => {
+                if !path.exists() {
+                    let e = std::io::Error::from(std::io::ErrorKind::NotFound);
+                    return self.missing(clip_id, &path, e);
+                }
+                let topic_camera = if camera.is_empty() {
+                    "unknown"
+                } else {
+                    &camera
+                };
+                let topic = format!("{topic_prefix}/{topic_camera}/clip");
+                let notice = notice_json(clip_id, &camera, bytes);
+                sink.publish(&topic, bytes::Bytes::from(notice)).await?;
+            }
+        }
+        Ok(Outcome::Delivered)
+    }
+
+    /// The clip's file cannot be opened: skipped when retention deleted
+    /// the clip, else retried (a disk error may pass).
+    fn missing(
+        &self,
+        clip_id: u64,
+        path: &std::path::Path,
+        e: std::io::Error,
+    ) -> Result<Outcome, DeliveryError> {
+        match self.store.clip_bytes(clip_id) {
+            Ok(None) => Ok(Outcome::Gone),
+            _ => Err(DeliveryError::Unavailable(format!(
+                "cannot open {}: {e}",
+                path.display()
+            ))),
+        }
+    }
+
+    async fn pause(&mut self, shutdown: &mut Shutdown) {
+        let delay = self.backoff.next_delay();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.requested() => {}
+        }
+    }
+}
