@@ -20,19 +20,45 @@ fn access_units(dir: &Path, seconds: u32) -> Vec<(Vec<u8>, bool)> {
     let path = dir.join("cam.h264");
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .args(["testsrc2=size=1920x1080:rate=25", "-t", &seconds.to_string()])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-b:v", "6M", "-g", "50"])
-        .args(["-x264-params", "repeat-headers=1", "-bsf:v", "h264_metadata=aud=insert"])
+        .args([
+            "testsrc2=size=1920x1080:rate=25",
+            "-t",
+            &seconds.to_string(),
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-b:v",
+            "6M",
+            "-g",
+            "50",
+        ])
+        .args([
+            "-x264-params",
+            "repeat-headers=1",
+            "-bsf:v",
+            "h264_metadata=aud=insert",
+        ])
         .args(["-f", "h264"])
         .arg(&path)
         .output()
         .expect("ffmpeg is needed (make deps installs it)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stream = std::fs::read(&path).unwrap();
     let mut starts = Vec::new();
     for i in 0..stream.len().saturating_sub(3) {
         if stream[i..i + 3] == [0, 0, 1] {
-            let at = if i > 0 && stream[i - 1] == 0 { i - 1 } else { i };
+            let at = if i > 0 && stream[i - 1] == 0 {
+                i - 1
+            } else {
+                i
+            };
             starts.push((at, stream[i + 3] & 0x1f));
         }
     }

@@ -239,3 +239,19 @@ impl ClipUploader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mqtt_notice_is_json_with_the_clip_link() {
+        let n: serde_json::Value =
+            serde_json::from_str(&notice_json(40, "gate \"b\"", 3145728)).unwrap();
+        assert_eq!(n["clip"], 40);
+        assert_eq!(n["camera"], "gate \"b\"");
+        assert_eq!(n["bytes"], 3145728);
+        assert_eq!(n["path"], "/api/events/40/clip.mp4");
+        assert!(notice_json(u64::MAX, &"x".repeat(200), u64::MAX).len() < NOTICE_MAX);
+    }
+}
