@@ -997,10 +997,21 @@ fn a_full_disk_is_a_clear_state_not_a_crash() {
     println!("recording: {rec}");
     let (rss0, threads0) = rss_threads(&v);
     let lost0 = num(st, &["lost"]);
+    // Clips share the disk, so the store may commit again for a moment
+    // when a failed clip is cut back to its last whole fragment and frees
+    // a few kilobytes. Every state it reports must still be either fine
+    // or the full disk, never another error.
     for _ in 0..20 {
         std::thread::sleep(Duration::from_secs(1));
         let s = status(addr);
-        assert_eq!(s["store"]["ok"], false, "{}", s["store"]);
+        let st = &s["store"];
+        if st["ok"] == false {
+            let err = st["error"].as_str().unwrap_or("");
+            assert!(
+                err.to_lowercase().contains("space"),
+                "store.error is not the full disk: {st}"
+            );
+        }
     }
     let (rss1, threads1) = rss_threads(&v);
     let s = status(addr);
@@ -1018,6 +1029,16 @@ fn a_full_disk_is_a_clear_state_not_a_crash() {
     assert!(
         rss1 < rss0 + 4 * MIB,
         "RSS grew from {rss0} to {rss1} bytes while the disk was full"
+    );
+    // The freed kilobytes are soon used up again: the store is back to
+    // reporting the full disk, and it kept counting what it lost.
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let s = status(addr);
+            s["store"]["ok"] == false && num(&s, &["store", "lost"]) >= lost0
+        }),
+        "the store did not report the full disk again: {}",
+        status(addr)["store"]
     );
     let page = get(addr, "/");
     assert_eq!(page.status, 200);
