@@ -9,6 +9,11 @@
 #   make image-qemu  the emulated board's disk image (target/qemu-virt/)
 #   make boot-qemu   boot it in the foreground; status page on 127.0.0.1:$(QEMU_HTTP_PORT)
 #   make test-board  boot it (normal boot and A/B rollback) and check /api/status
+#   make test-v4l    the V4L2 camera tests (app/tests/v4l_vivid.rs), aarch64, each test
+#                    binary booted in the emulated board with the vivid virtual camera
+#                    (board/qemu-virt/vm-runner.sh)
+#   make test-vm-runner  vm-runner.sh's self-test: capture, unplug and replug of vivid
+#                    from a small C program, exit status and argument passing
 #   make rknn-model ONNX=model.onnx KIND=yolov8|yolov5|yolox
 #                    convert a YOLO ONNX (rknn_model_zoo export) to .rknn for the RK3588
 #                    NPU with rknn-toolkit2 in a venv (5.6 GB: torch); not run by CI
@@ -27,7 +32,8 @@ VIGIL := target/release/vigil
 LISTEN ?= 127.0.0.1:8080
 
 .PHONY: all deps model sample build run test system lint bench bench-store bench-events bench-record clean help \
-	deps-cross deps-test-cross cross test-cross deps-board image-qemu boot-qemu test-board flash rknn-venv rknn-model lint-yocto
+	deps-cross deps-test-cross cross test-cross deps-board image-qemu boot-qemu test-board flash rknn-venv rknn-model lint-yocto \
+	test-v4l test-vm-runner
 
 all: build
 
@@ -101,6 +107,10 @@ bench-store:
 # version in their hashes, so the host build never rebuilds because of it.
 # CC_/CXX_ name the aarch64 compilers for the cc crate (openh264's C++ and NEON
 # assembly, tract-linalg's kernels) even when CC or CXX is set for the host.
+# bindgen (the v4l crate's v4l2-sys-mit) needs no BINDGEN_EXTRA_CLANG_ARGS: for
+# --target=aarch64-unknown-linux-gnu, libclang (libclang-dev) finds the
+# gcc-aarch64-linux-gnu installation and searches its include directory,
+# /usr/aarch64-linux-gnu/include (linux-libc-dev-arm64-cross), before /usr/include.
 CROSS_TARGET := aarch64-unknown-linux-gnu
 CROSS_CARGO := RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc \
 	CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc \
@@ -220,6 +230,21 @@ boot-qemu: image-qemu
 test-board: image-qemu
 	bash board/common/test-vigil-ab.sh
 	bash board/qemu-virt/test-boot.sh '$(QEMU_IMAGE_DIR)'
+
+# The V4L2 camera source's tests need a kernel with V4L2, which this machine
+# lacks: cargo's runner for this one invocation is vm-runner.sh, which boots each
+# aarch64 test binary in QEMU `virt` with Debian's arm64 kernel and its vivid
+# virtual capture driver (/dev/video0), streams the console and passes the exit
+# status back; the base initramfs is cached under $(QEMU_IMAGE_DIR)/vm-runner/.
+# One test at a time: the tests share /dev/video0 (and may unplug it). A boot takes
+# about 1 s to /dev/video0 (2.5 s QEMU start to power-off for an empty test);
+# VIGIL_VM_TIMEOUT (default 900 s) bounds each test binary's run.
+test-v4l: deps-board cross
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER='$(CURDIR)/board/qemu-virt/vm-runner.sh' \
+	$(CROSS_CARGO) test --release --target $(CROSS_TARGET) -p vigil --test v4l_vivid -- --test-threads=1 --ignored --nocapture
+
+test-vm-runner: deps-board
+	bash board/qemu-virt/test-vm-runner.sh
 
 # Writes a Yocto image to a board (board/README.md): an SD card in a reader,
 #   make flash IMAGE=vigil-image-rock-5b.rootfs.wic.gz DEVICE=/dev/sdX

@@ -4,7 +4,8 @@
 # second (a stamp plus one dpkg query).
 #
 # usage: scripts/install-deps.sh [GROUP...]
-#   build     nasm (openh264's assembly; the build works without it, ~40% slower decode)
+#   build     nasm (openh264's assembly; the build works without it, ~40% slower decode),
+#             libclang-dev (bindgen in the v4l crate's v4l2-sys-mit: the build fails without it)
 #   media     ffmpeg/ffprobe, unzip, curl, darknet's test images (dog.jpg, ...); fetch-sample.sh
 #   rtsp      GStreamer RTSP server stack for tests/support/rtsp_server.py
 #   upstream  mosquitto broker and clients for the event-delivery tests
@@ -16,7 +17,7 @@
 #   cross     aarch64 cross build (`make cross`, `make test-cross`), not part of
 #             `all`: adds the arm64 dpkg architecture; Debian's rustc-web/cargo-web
 #             (/usr/bin/rustc, /usr/bin/cargo) with the arm64 std, the aarch64 gcc/g++
-#             and glibc, qemu-user-static
+#             and glibc, qemu-user-static, libclang-dev (bindgen, run on the host)
 #
 # Environment:
 #   VIGIL_CACHE_DIR  cache root (default ~/.cache/vigil); promtool goes to $VIGIL_CACHE_DIR/bin
@@ -47,7 +48,9 @@ log() { printf 'install-deps: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 # --- groups -----------------------------------------------------------------
-PKGS_build=(nasm)
+# bindgen (v4l2-sys-mit, the v4l crate's bindings) loads libclang at build
+# time; libclang-dev brings libclang1-14 and clang's own headers (stddef.h).
+PKGS_build=(nasm libclang-dev)
 PKGS_media=(ffmpeg unzip curl)
 [ "$DARKNET_MODE" = apt ] && PKGS_media+=(darknet)
 PKGS_browser=(chromium)
@@ -55,8 +58,14 @@ PKGS_browser=(chromium)
 # (libstd-rust-web-dev:arm64, same version as rustc-web). g++ is for openh264's
 # bundled C++ source; libc6:arm64 and libstdc++6:arm64 (dependencies anyway) are
 # what the binaries run on under qemu-aarch64-static; file describes the binary.
+# bindgen runs on the host for the aarch64 build too (libclang-dev); with
+# --target=aarch64-unknown-linux-gnu libclang finds gcc-aarch64-linux-gnu's
+# installation and searches /usr/aarch64-linux-gnu/include (the arm64 kernel
+# headers of linux-libc-dev-arm64-cross, a dependency of libc6-dev-arm64-cross)
+# before /usr/include, so no BINDGEN_EXTRA_CLANG_ARGS are needed.
 PKGS_cross=(rustc-web cargo-web libstd-rust-web-dev:arm64
   gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross
+  linux-libc-dev-arm64-cross libclang-dev
   libc6:arm64 libstdc++6:arm64 qemu-user-static file)
 PKGS_board=(qemu-system-arm u-boot-qemu u-boot-tools cpio kmod genimage mtools
   dosfstools e2fsprogs fdisk curl)

@@ -101,10 +101,28 @@ impl Budget {
         let mut packets = 0u64;
         let mut decoders = 0u64;
         let hardware = backend == Backend::Hardware;
+        let mut v4l2_buffers = 0u64;
         for cam in &config.cameras {
             let picture = FrameBuf::bytes_for(cam.max_width, cam.max_height) as u64;
             packets += cam.packet_pool as u64 * cam.packet_size as u64;
-            if hardware {
+            if let Some(request) = &cam.v4l2 {
+                let max = (cam.max_width, cam.max_height);
+                v4l2_buffers += crate::source::v4l2::buffer_bytes(request, max) as u64;
+            }
+            if cam.v4l2.is_some() && !cam.compressed() {
+                // V4L2 pictures are converted into CPU frames under either
+                // backend; only MJPEG decodes, into a transient RGB picture.
+                frames += cam.frame_pool as u64 * picture;
+                let mjpeg = cam.v4l2.as_ref().is_some_and(|r| {
+                    matches!(
+                        r.format,
+                        None | Some(crate::source::v4l2::PixelFormat::Mjpeg)
+                    )
+                });
+                if mjpeg {
+                    decoders += 3 * cam.max_width as u64 * cam.max_height as u64;
+                }
+            } else if hardware {
                 // The pipeline's frames are MPP's: counted in the group.
                 decoders += config.hardware.decoder_buffers as u64
                     * mpp_frame_bytes(cam.max_width, cam.max_height);
@@ -127,6 +145,13 @@ impl Budget {
             },
             bytes: frames,
         });
+        if v4l2_buffers > 0 {
+            lines.push(BudgetLine {
+                component: "v4l2 buffers",
+                detail: per_v4l2_camera(config),
+                bytes: v4l2_buffers,
+            });
+        }
         lines.push(BudgetLine {
             component: "packet buffers",
             detail: per_camera(config, |c| {
@@ -138,11 +163,13 @@ impl Budget {
             component: "decoders",
             detail: if hardware {
                 format!(
-                    "{n} x MPP group of {} NV12 frames (16-aligned)",
+                    "{} x MPP group of {} NV12 frames (16-aligned)",
+                    config.cameras.iter().filter(|c| c.compressed()).count(),
                     config.hardware.decoder_buffers
                 )
             } else {
-                format!("{n} x {SOFTWARE_DECODER_PICTURES} reference pictures")
+                let decoding = config.cameras.iter().filter(|c| c.compressed()).count();
+                format!("{decoding} x {SOFTWARE_DECODER_PICTURES} reference pictures")
             },
             bytes: decoders,
         });
@@ -202,16 +229,17 @@ impl Budget {
         lines.push(events_out(config));
         if recording(config) {
             let r = &config.record;
+            let rings = config.cameras.iter().filter(|c| c.compressed()).count();
             let per_camera = crate::record::recorder::camera_bytes(r) as u64;
-            let writer = crate::record::recorder::writer_bytes(r, n) as u64;
+            let writer = crate::record::recorder::writer_bytes(r, rings) as u64;
             lines.push(BudgetLine {
                 component: "recording",
                 detail: format!(
-                    "{n} pre-roll ring(s) x {} + fragment buffer {}",
+                    "{rings} pre-roll ring(s) x {} + fragment buffer {}",
                     human(per_camera),
                     human(r.fragment_size as u64)
                 ),
-                bytes: n as u64 * per_camera + writer,
+                bytes: rings as u64 * per_camera + writer,
             });
         }
         let web = &config.web;
@@ -285,9 +313,32 @@ pub fn thread_count(config: &Config) -> usize {
         + usize::from(recording(config))
 }
 
-/// Whether the pipeline records clips (and so runs the clip writer).
+/// Whether the pipeline records clips (and so runs the clip writer): some
+/// camera sends compressed video (raw V4L2 cameras have no clips).
 fn recording(config: &Config) -> bool {
-    config.record.enabled && !config.cameras.is_empty()
+    config.record.enabled && config.cameras.iter().any(|c| c.compressed())
+}
+
+/// The V4L2 cameras' buffers, for the budget's detail column.
+fn per_v4l2_camera(config: &Config) -> String {
+    config
+        .cameras
+        .iter()
+        .filter_map(|c| {
+            let r = c.v4l2.as_ref()?;
+            let size = crate::source::v4l2::buffer_size(r, (c.max_width, c.max_height));
+            Some(format!(
+                "{}: {} x {} ({} {}x{})",
+                c.name,
+                r.buffers,
+                human(size as u64),
+                r.format.map_or("any format", |f| f.as_str()),
+                c.max_width,
+                c.max_height
+            ))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Snapshots, the store and the upstream drainers.

@@ -179,6 +179,9 @@ fn check_config(path: &std::path::Path) -> i32 {
         config.cameras.len(),
         backend.as_str()
     );
+    for cam in &config.cameras {
+        println!("{}", describe_camera(cam));
+    }
     println!("{budget}");
     println!(
         "store: {} (at most {}, {} events, {}s old), batches of {}",
@@ -217,6 +220,41 @@ fn check_config(path: &std::path::Path) -> i32 {
     } else {
         eprintln!("config error: the memory budget exceeds memory_limit; lower pool sizes or raise the limit");
         1
+    }
+}
+
+/// One camera's line in `check-config`: its source, and for a V4L2 camera
+/// what it asks for and the mode the device present now would give.
+fn describe_camera(cam: &crate::config::CameraConfig) -> String {
+    use crate::source::{classify, v4l2, SourceKind};
+    let url = crate::web::api::redact_url(&cam.url);
+    match (classify(&cam.url, cam.codec), &cam.v4l2) {
+        (Ok(SourceKind::V4l2(path)), Some(r)) => {
+            let format = r.format.map_or("any format", |f| f.as_str());
+            let size = r.size.map_or_else(
+                || {
+                    let (w, h) = v4l2::mode::DEFAULT_SIZE;
+                    format!("about {w}x{h}")
+                },
+                |(w, h)| format!("{w}x{h}"),
+            );
+            let fps = r
+                .fps
+                .map_or_else(|| "the device's rate".to_string(), |f| format!("{f} fps"));
+            let max = (cam.max_width, cam.max_height);
+            let device = match v4l2::device::probe(&path, r, max) {
+                Ok(mode) => format!("the device offers {mode} now"),
+                Err(e) => format!("not checked: {e}"),
+            };
+            format!(
+                "camera {}: v4l2 {}, asks {format} {size} at {fps}, {} buffers; {device}",
+                cam.name,
+                path.display(),
+                r.buffers
+            )
+        }
+        (Ok(SourceKind::Rtsp(_)), _) => format!("camera {}: rtsp {url}", cam.name),
+        _ => format!("camera {}: file {url}", cam.name),
     }
 }
 

@@ -322,6 +322,20 @@ pub struct CameraConfig {
     pub reconnect_max: Duration,
     /// No frame for this long means the stream is dead.
     pub stall_timeout: Duration,
+    /// What to ask a V4L2 device for (`v4l://` cameras only).
+    pub v4l2: Option<crate::source::v4l2::Request>,
+}
+
+impl CameraConfig {
+    /// Whether the camera delivers compressed access units, which the
+    /// pre-roll ring and clips need: every network and file camera does; a
+    /// V4L2 camera only when it is configured for H.264 (raw and MJPEG
+    /// pictures are never re-encoded).
+    pub fn compressed(&self) -> bool {
+        self.v4l2
+            .as_ref()
+            .is_none_or(|r| r.format == Some(crate::source::v4l2::PixelFormat::H264))
+    }
 }
 
 /// A configuration error, located.
@@ -1002,7 +1016,17 @@ impl RawMqttUpstream {
 #[serde(deny_unknown_fields)]
 struct RawCamera {
     name: Option<Spanned<String>>,
-    url: Spanned<String>,
+    url: Option<Spanned<String>>,
+    /// A V4L2 device node, the same as `url = "v4l://<device>"`.
+    device: Option<Spanned<String>>,
+    /// V4L2 only: nv12, yuyv, mjpeg, h264 or auto.
+    format: Option<Spanned<String>>,
+    /// V4L2 only: the frame size to ask for.
+    size: Option<Resolution>,
+    /// V4L2 only: frames per second to ask for.
+    fps: Option<Count<1, 240>>,
+    /// V4L2 only: mmap'ed driver buffers.
+    buffers: Option<Count<2, 32>>,
     codec: Option<Spanned<String>>,
     detect_fps: Option<Ranged>,
     classes: Option<Vec<Spanned<String>>>,
@@ -1164,8 +1188,31 @@ impl RawCamera {
     /// The validated camera and the span of its name (or URL when unnamed).
     fn validate(self, i: usize, report: &mut Report<'_>) -> (CameraConfig, Range<usize>) {
         let key = |k: &str| format!("camera[{i}].{k}");
-        let url_span = self.url.span();
-        let url = self.url.into_inner();
+        let (url, url_span) = match (self.url, &self.device) {
+            (Some(u), None) => {
+                let span = u.span();
+                (u.into_inner(), span)
+            }
+            (None, Some(d)) => (format!("v4l://{}", d.get_ref()), d.span()),
+            (Some(u), Some(d)) => {
+                report(
+                    key("device"),
+                    d.span(),
+                    "give either `url` or `device`, not both".into(),
+                );
+                let span = u.span();
+                (u.into_inner(), span)
+            }
+            (None, None) => {
+                let span = self.name.as_ref().map_or(0..0, |n| n.span());
+                report(
+                    key("url"),
+                    span.clone(),
+                    "missing: every camera needs a `url` (rtsp://, a file, v4l:///dev/videoN) or a V4L2 `device`".into(),
+                );
+                (String::new(), span)
+            }
+        };
         let name = match &self.name {
             Some(n) => {
                 let ok = !n.get_ref().is_empty()
@@ -1204,9 +1251,60 @@ impl RawCamera {
                 }
             },
         };
-        if let Err(e) = source::classify(&url, codec) {
-            report(key("url"), url_span.clone(), e.to_string());
+        let kind = match source::classify(&url, codec) {
+            Ok(kind) => Some(kind),
+            Err(e) => {
+                if !url.is_empty() {
+                    report(key("url"), url_span.clone(), e.to_string());
+                }
+                None
+            }
+        };
+        let is_v4l2 = matches!(kind, Some(source::SourceKind::V4l2(_)));
+        let v4l2_only = |k: &str, span: Range<usize>, report: &mut Report<'_>| {
+            if !is_v4l2 {
+                report(
+                    key(k),
+                    span,
+                    format!("`{k}` is only for V4L2 cameras (`device`, or a v4l:// url)"),
+                );
+            }
+        };
+        let format = match &self.format {
+            None => None,
+            Some(f) => {
+                v4l2_only("format", f.span(), report);
+                match f.get_ref().as_str() {
+                    "auto" => None,
+                    name => match crate::source::v4l2::PixelFormat::parse(name) {
+                        Some(p) => Some(p),
+                        None => {
+                            report(
+                                key("format"),
+                                f.span(),
+                                format!("unknown V4L2 format `{name}`; use auto, nv12, yuyv, mjpeg or h264"),
+                            );
+                            None
+                        }
+                    },
+                }
+            }
+        };
+        for (k, given) in [
+            ("size", self.size.is_some()),
+            ("fps", self.fps.is_some()),
+            ("buffers", self.buffers.is_some()),
+        ] {
+            if given {
+                v4l2_only(k, url_span.clone(), report);
+            }
         }
+        let v4l2 = is_v4l2.then(|| crate::source::v4l2::Request {
+            format,
+            size: self.size.map(|r| (r.0, r.1)),
+            fps: self.fps.map(|c| c.0 as u32),
+            buffers: self.buffers.map_or(4, |c| c.0 as u32),
+        });
         let detect_fps = self.detect_fps.map_or(5.0, |r| {
             if !(0.1..=60.0).contains(&r.value) {
                 report(
@@ -1246,6 +1344,15 @@ impl RawCamera {
             }
         };
         let (max_width, max_height) = self.max_resolution.map_or((1920, 1080), |r| (r.0, r.1));
+        if let Some((w, h)) = v4l2.as_ref().and_then(|r| r.size) {
+            if w > max_width || h > max_height {
+                report(
+                    key("size"),
+                    url_span.clone(),
+                    format!("{w}x{h} is larger than max_resolution {max_width}x{max_height} (the camera's frame buffers)"),
+                );
+            }
+        }
         let reconnect_min = self.reconnect_min.map_or(Duration::from_secs(1), |s| s.0);
         let reconnect_max = self.reconnect_max.map_or(Duration::from_secs(30), |s| s.0);
         if reconnect_max < reconnect_min {
@@ -1280,6 +1387,7 @@ impl RawCamera {
             reconnect_min,
             reconnect_max,
             stall_timeout: self.stall_timeout.map_or(Duration::from_secs(10), |s| s.0),
+            v4l2,
         };
         (camera, name_span)
     }
@@ -1536,6 +1644,77 @@ mod tests {
         assert!(keys.contains(&("camera[1].name", Some(8))), "{e}");
         assert!(keys.contains(&("camera[1].codec", Some(10))), "{e}");
         assert!(keys.contains(&("camera[1].min_score", Some(11))), "{e}");
+    }
+
+    #[test]
+    fn v4l2_cameras_take_a_device_or_url_and_their_own_keys() {
+        use crate::source::v4l2::{PixelFormat, Request};
+        let c = Config::parse(
+            "[[camera]]\ndevice = \"/dev/video2\"\nformat = \"mjpeg\"\nsize = \"640x480\"\nfps = 30\nbuffers = 6\n\
+             [[camera]]\nurl = \"v4l:///dev/video0\"\n[[camera]]\nurl = \"a.h264\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.cameras[0].url, "v4l:///dev/video2");
+        assert_eq!(
+            c.cameras[0].v4l2,
+            Some(Request {
+                format: Some(PixelFormat::Mjpeg),
+                size: Some((640, 480)),
+                fps: Some(30),
+                buffers: 6
+            })
+        );
+        assert_eq!(
+            c.cameras[1].v4l2,
+            Some(Request {
+                format: None,
+                size: None,
+                fps: None,
+                buffers: 4
+            })
+        );
+        assert_eq!(c.cameras[2].v4l2, None);
+        // Clips need compressed video: raw V4L2 cameras have none.
+        assert!(!c.cameras[0].compressed() && !c.cameras[1].compressed());
+        assert!(c.cameras[2].compressed());
+        let h264 = Config::parse(
+            "[[camera]]\ndevice = \"/dev/video0\"\nformat = \"h264\"\n",
+            "t",
+        )
+        .unwrap();
+        assert!(h264.cameras[0].compressed());
+
+        let located = |text: &str| -> Vec<(String, Option<usize>)> {
+            err(text)
+                .0
+                .iter()
+                .map(|e| (e.key.clone(), e.line))
+                .collect()
+        };
+        let k = |key: &str, line: usize| (key.to_string(), Some(line));
+        assert!(
+            located("[[camera]]\nurl = \"a.h264\"\n\nformat = \"nv12\"\n")
+                .contains(&k("camera[0].format", 4))
+        );
+        assert!(
+            located("[[camera]]\ndevice = \"/dev/video0\"\nformat = \"rgb24\"\n")
+                .contains(&k("camera[0].format", 3))
+        );
+        assert!(located("[[camera]]\nurl = \"v4l://video0\"\n").contains(&k("camera[0].url", 2)));
+        assert!(
+            located("[[camera]]\nurl = \"a.h264\"\ndevice = \"/dev/video0\"\n")
+                .contains(&k("camera[0].device", 3))
+        );
+        assert!(located("[[camera]]\nname = \"x\"\n").contains(&k("camera[0].url", 2)));
+        let e = err("[[camera]]\ndevice = \"/dev/video0\"\nsize = \"3840x2160\"\n");
+        assert!(
+            e.to_string()
+                .contains("larger than max_resolution 1920x1080"),
+            "{e}"
+        );
+        let e = err("[[camera]]\ndevice = \"/dev/video0\"\nbuffers = 1\n");
+        assert!(e.to_string().contains("between 2 and 32"), "{e}");
     }
 
     #[test]

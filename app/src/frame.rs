@@ -79,6 +79,9 @@ impl std::fmt::Display for FrameTooLarge {
 
 impl std::error::Error for FrameTooLarge {}
 
+/// The Y, Cb and Cr planes of a picture being written.
+pub type PlanesMut<'a> = (&'a mut [u8], &'a mut [u8], &'a mut [u8]);
+
 /// One I420 picture in a buffer of fixed capacity.
 #[derive(Debug)]
 pub struct FrameBuf {
@@ -138,6 +141,30 @@ impl FrameBuf {
         self.width = src.width;
         self.height = src.height;
         Ok(())
+    }
+
+    /// The packed Y, Cb and Cr planes of a `width` x `height` picture, for
+    /// a converter to write in place (camera formats that are not I420);
+    /// the buffer then holds a picture of that size.
+    pub fn planes_mut(&mut self, width: u32, height: u32) -> Result<PlanesMut<'_>, FrameTooLarge> {
+        if width > self.max_width
+            || height > self.max_height
+            || Self::bytes_for(width, height) > self.data.len()
+        {
+            return Err(FrameTooLarge {
+                width,
+                height,
+                max_width: self.max_width,
+                max_height: self.max_height,
+            });
+        }
+        self.width = width;
+        self.height = height;
+        let (w, h) = (width as usize, height as usize);
+        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+        let (y, rest) = self.data.split_at_mut(w * h);
+        let (u, rest) = rest.split_at_mut(cw * ch);
+        Ok((y, u, &mut rest[..cw * ch]))
     }
 
     /// The picture as a borrowed view.

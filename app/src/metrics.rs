@@ -234,7 +234,49 @@ pub struct CameraMetrics {
     pub detect_fps: Gauge,
     /// The camera's clips.
     pub record: RecordMetrics,
+    /// The V4L2 device and mode (V4L2 cameras only).
+    pub v4l2: V4l2Metrics,
     status: Mutex<CameraStatus>,
+}
+
+/// A V4L2 camera's device and the mode it negotiated.
+#[derive(Debug, Default)]
+pub struct V4l2Metrics {
+    /// The device node; empty for cameras of other kinds.
+    device: Mutex<String>,
+    mode: Mutex<Option<crate::source::v4l2::Mode>>,
+    /// Frames the driver captured but dropped for want of a free buffer
+    /// (gaps in its sequence numbers).
+    pub driver_dropped: Counter,
+}
+
+impl V4l2Metrics {
+    /// Marks the camera as a V4L2 one on `device` (at start).
+    pub fn set_device(&self, device: &str) {
+        let mut d = self.device.lock().unwrap_or_else(PoisonError::into_inner);
+        d.clear();
+        d.push_str(device);
+    }
+
+    /// The device node, when the camera is a V4L2 one.
+    pub fn device(&self) -> Option<String> {
+        let d = self.device.lock().unwrap_or_else(PoisonError::into_inner);
+        (!d.is_empty()).then(|| d.clone())
+    }
+
+    /// Records the mode the device confirmed (at each open).
+    pub fn set_mode(&self, mode: &crate::source::v4l2::Mode) {
+        let mut m = self.mode.lock().unwrap_or_else(PoisonError::into_inner);
+        *m = Some(mode.clone());
+    }
+
+    /// The mode of the last open, if the device was ever opened.
+    pub fn mode(&self) -> Option<crate::source::v4l2::Mode> {
+        self.mode
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// One camera's recording (`crate::record`).
@@ -316,6 +358,7 @@ impl CameraMetrics {
             decode_fps: Gauge::default(),
             detect_fps: Gauge::default(),
             record: RecordMetrics::default(),
+            v4l2: V4l2Metrics::default(),
             status: Mutex::new(CameraStatus {
                 state: CameraState::Connecting,
                 reason: String::new(),
@@ -352,6 +395,15 @@ impl CameraMetrics {
         s.codec = Some(codec);
         s.width = width;
         s.height = height;
+    }
+
+    /// Records a V4L2 mode's picture size (and codec, for H.264 cameras;
+    /// raw and MJPEG pictures have none).
+    pub fn set_format_of(&self, mode: &crate::source::v4l2::Mode) {
+        let mut s = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        s.codec = (mode.format == crate::source::v4l2::PixelFormat::H264).then_some(Codec::H264);
+        s.width = mode.width;
+        s.height = mode.height;
     }
 
     /// A copy of the current status.

@@ -9,13 +9,18 @@
 //!                         --> snapshot files + store batch --> outbox --> upstream tasks
 //! decoder thread --copy--> pre-roll ring (1 per camera) <-- events open clips
 //!   --> clip writer thread (1) --> clips/<id>.mp4 (quota in the store)
+//! V4L2 capture thread (1 per V4L2 camera, in place of the decoder thread)
+//!   --convert--> frame pool --> frame queue   (H.264: packet pool --> decoder)
 //! ```
 //!
 //! Threads are fixed at start: `io_threads` tokio workers plus the runtime's
 //! one blocking thread (spawned here, kept alive forever), one decoder thread
-//! per camera, `detector.workers` inference threads, one events thread and one clip
-//! writer thread (when the store opened), and the caller's thread running the monitor. Nothing here spawns a thread or task per frame, event
-//! or reconnect: a source reconnects inside its own task.
+//! per network or file camera and one capture thread per V4L2 camera,
+//! `detector.workers` inference threads, one events thread and one clip
+//! writer thread (when a camera records and the store opened), and the
+//! caller's thread running the monitor. Nothing here spawns a thread or task
+//! per frame, event or reconnect: a source reconnects inside its own task,
+//! a V4L2 camera on its own thread.
 
 use crate::alloc_count;
 use crate::config::{CameraConfig, Config};
@@ -173,7 +178,15 @@ impl Pipeline {
             let packets = Pool::with("packets", cam.packet_pool, || {
                 PacketBuf::with_capacity(cam.packet_size)
             });
+            // V4L2 pictures are converted on the CPU into frame buffers
+            // under either backend.
+            let cpu_pictures = cam.v4l2.is_some() && !cam.compressed();
             let frames = match parts.backend {
+                _ if cpu_pictures => {
+                    FrameStore::Buffers(Pool::with("frames", cam.frame_pool, || {
+                        FrameBuf::new(cam.max_width, cam.max_height)
+                    }))
+                }
                 Backend::Software => {
                     FrameStore::Buffers(Pool::with("frames", cam.frame_pool, || {
                         FrameBuf::new(cam.max_width, cam.max_height)
@@ -214,8 +227,9 @@ impl Pipeline {
         let recorders: Vec<Option<Arc<CameraRecorder>>> = registry
             .cameras
             .iter()
-            .map(|metrics| {
-                if !config.record.enabled {
+            .zip(&config.cameras)
+            .map(|(metrics, cam)| {
+                if !config.record.enabled || !cam.compressed() {
                     return None;
                 }
                 if store.is_none() {
@@ -263,34 +277,51 @@ impl Pipeline {
                 .collect(),
         );
 
+        let shared = StageShared {
+            frame_queue: frame_queue.clone(),
+            factory: parts.decoder_factory.clone(),
+            started,
+        };
         for (i, cam) in config.cameras.iter().enumerate() {
             let metrics = registry.cameras[i].clone();
-            let queue = packet_queues[i].clone();
-            let sink = PacketSink::new(packet_pools[i].clone(), queue.clone(), metrics.clone());
-            let spec = SourceSpec::from_camera(cam, parts.paced);
-            let stop = shutdown.clone();
-            runtime.spawn(source::run(spec, sink, parts.accepts, stop));
-
-            let ctx = DecodeContext {
-                camera: i,
-                packets: queue,
-                frames: frame_pools[i].clone(),
-                frame_queue: frame_queue.clone(),
-                metrics,
-                sampler: Sampler::new(cam.detect_fps),
-                factory: parts.decoder_factory.clone(),
-                recorder: recorders[i].clone(),
-                started,
-            };
-            let handle = std::thread::Builder::new()
-                .name(format!("vigil-dec-{i}"))
-                .spawn(move || ctx.run())
-                .map_err(|e| {
-                    StartError(format!(
-                        "cannot start decoder thread for camera {}: {e}",
-                        cam.name
-                    ))
-                })?;
+            let stage = DecodeStage::new(
+                i,
+                cam,
+                frame_pools[i].clone(),
+                metrics.clone(),
+                recorders[i].clone(),
+                &shared,
+            );
+            let handle = match (source::classify(&cam.url, cam.codec), &cam.v4l2) {
+                (Ok(source::SourceKind::V4l2(path)), Some(request)) => spawn_v4l2(
+                    i,
+                    cam,
+                    path,
+                    *request,
+                    stage,
+                    packet_pools[i].clone(),
+                    shutdown.clone(),
+                ),
+                _ => {
+                    let queue = packet_queues[i].clone();
+                    let sink = PacketSink::new(packet_pools[i].clone(), queue.clone(), metrics);
+                    let spec = SourceSpec::from_camera(cam, parts.paced);
+                    runtime.spawn(source::run(spec, sink, parts.accepts, shutdown.clone()));
+                    let ctx = DecodeContext {
+                        packets: queue,
+                        stage,
+                    };
+                    std::thread::Builder::new()
+                        .name(format!("vigil-dec-{i}"))
+                        .spawn(move || ctx.run())
+                }
+            }
+            .map_err(|e| {
+                StartError(format!(
+                    "cannot start the thread of camera {}: {e}",
+                    cam.name
+                ))
+            })?;
             pipeline.decoders.push(handle);
         }
 
@@ -520,6 +551,62 @@ pub struct MonitorState {
     pub last: ProcSample,
 }
 
+/// Starts V4L2 camera `i`'s capture thread, which opens `path`, streams and
+/// reopens after unplugs until shutdown.
+fn spawn_v4l2(
+    i: usize,
+    cam: &CameraConfig,
+    path: std::path::PathBuf,
+    request: source::v4l2::Request,
+    stage: DecodeStage,
+    packets: Pool<PacketBuf>,
+    shutdown: Shutdown,
+) -> std::io::Result<JoinHandle<()>> {
+    use source::backoff::{seed_from, Backoff, Jitter};
+    use source::v4l2::{buffer_size, capture, device::V4l2Opener};
+    let max = (cam.max_width, cam.max_height);
+    let mut opener = V4l2Opener {
+        path,
+        request,
+        max,
+        max_buffer: buffer_size(&request, max),
+    };
+    stage
+        .metrics
+        .v4l2
+        .set_device(&opener.path.display().to_string());
+    let mut backoff = Backoff::new(
+        cam.reconnect_min,
+        cam.reconnect_max,
+        Jitter::Decorrelated,
+        capture::HEALTHY_SESSION,
+        seed_from(&cam.name),
+    );
+    let stall = cam.stall_timeout;
+    let metrics = stage.metrics.clone();
+    let mut handler = V4l2Handler {
+        stage,
+        packets,
+        frame: None,
+        packet: None,
+        discontinuity: true,
+        awaiting_key: true,
+    };
+    std::thread::Builder::new()
+        .name(format!("vigil-v4l-{i}"))
+        .spawn(move || {
+            let stop = || shutdown.is_requested();
+            capture::run(
+                &mut opener,
+                &mut handler,
+                &metrics,
+                &stop,
+                &mut backoff,
+                stall,
+            );
+        })
+}
+
 fn open_store(config: &Config) -> Result<Store, crate::store::StoreError> {
     let limits = StoreLimits {
         max_bytes: config.store.max_bytes,
@@ -604,8 +691,37 @@ enum FrameStore {
 }
 
 struct DecodeContext {
-    camera: usize,
     packets: Arc<PacketQueue>,
+    stage: DecodeStage,
+}
+
+impl DecodeContext {
+    fn run(mut self) {
+        loop {
+            let packet = match self.packets.pop_timeout(POLL) {
+                Ok(p) => p,
+                Err(PopError::Timeout) => continue,
+                Err(PopError::Closed) => break,
+            };
+            self.stage.decode(&packet);
+        }
+    }
+}
+
+/// What every camera's [`DecodeStage`] shares.
+struct StageShared {
+    frame_queue: Arc<FrameQueue>,
+    factory: DecoderFactory,
+    /// The pipeline's start (the recorder's clock).
+    started: Instant,
+}
+
+/// A camera's decoder and where its pictures go: run by the camera's
+/// decoder thread for network and file cameras, and by the capture thread
+/// of a V4L2 camera (whose raw pictures skip the decoder, see
+/// [`V4l2Handler`]).
+struct DecodeStage {
+    camera: usize,
     frames: FrameStore,
     frame_queue: Arc<FrameQueue>,
     metrics: Arc<CameraMetrics>,
@@ -613,107 +729,234 @@ struct DecodeContext {
     factory: DecoderFactory,
     recorder: Option<Arc<CameraRecorder>>,
     started: Instant,
+    /// Created on the first packet, when the codec is known, then kept for
+    /// the life of the process and reset on every discontinuity.
+    decoder: Option<(Codec, Box<dyn Decoder>)>,
+    size: (u32, u32),
+    unusable: bool,
+    /// A codec the factory refused is not asked for again: otherwise every
+    /// packet would retry it and format the same error.
+    refused: Option<Codec>,
 }
 
-impl DecodeContext {
-    fn run(mut self) {
-        // Created on the first packet, when the codec is known, then kept for
-        // the life of the process and reset on every discontinuity.
-        let mut decoder: Option<(Codec, Box<dyn Decoder>)> = None;
-        let mut size = (0u32, 0u32);
-        let mut unusable = false;
-        // A codec the factory refused is not asked for again: otherwise every
-        // packet would retry it and format the same error.
-        let mut refused: Option<Codec> = None;
-        loop {
-            let packet = match self.packets.pop_timeout(POLL) {
-                Ok(p) => p,
-                Err(PopError::Timeout) => continue,
-                Err(PopError::Closed) => break,
-            };
-            if let Some(rec) = &self.recorder {
-                rec.on_packet(&packet, self.started.elapsed().as_millis() as u64);
-            }
-            if refused == Some(packet.codec) {
-                self.metrics.packets_dropped.inc(DropReason::DecodeError);
-                continue;
-            }
-            if decoder.as_ref().is_none_or(|(c, _)| *c != packet.codec) {
-                match (self.factory)(packet.codec) {
-                    Ok(d) => decoder = Some((packet.codec, d)),
-                    Err(e) => {
-                        refused = Some(packet.codec);
-                        self.metrics.set_state(CameraState::Error, &e.to_string());
-                        self.metrics.packets_dropped.inc(DropReason::DecodeError);
-                        continue;
-                    }
-                }
-            }
-            let Some((codec, dec)) = decoder.as_mut() else {
-                continue;
-            };
-            if packet.discontinuity {
-                dec.reset();
-                self.sampler.reset();
-                unusable = false;
-            }
-            let codec = *codec;
-            let ctx = &mut self;
-            let result = dec.decode(&packet, &mut |pic| {
-                ctx.metrics.frames_decoded.inc();
-                if pic.size() != size {
-                    size = pic.size();
-                    ctx.metrics.set_format(codec, size.0, size.1);
-                }
-                if unusable || !ctx.sampler.take(pic.pts_us) {
-                    ctx.metrics.frames_dropped.inc(DropReason::Sampling);
+impl DecodeStage {
+    fn new(
+        camera: usize,
+        cam: &CameraConfig,
+        frames: FrameStore,
+        metrics: Arc<CameraMetrics>,
+        recorder: Option<Arc<CameraRecorder>>,
+        shared: &StageShared,
+    ) -> Self {
+        DecodeStage {
+            camera,
+            frames,
+            frame_queue: shared.frame_queue.clone(),
+            metrics,
+            sampler: Sampler::new(cam.detect_fps),
+            factory: shared.factory.clone(),
+            recorder,
+            started: shared.started,
+            decoder: None,
+            size: (0, 0),
+            unusable: false,
+            refused: None,
+        }
+    }
+
+    fn decode(&mut self, packet: &PacketBuf) {
+        if let Some(rec) = &self.recorder {
+            rec.on_packet(packet, self.started.elapsed().as_millis() as u64);
+        }
+        if self.refused == Some(packet.codec) {
+            self.metrics.packets_dropped.inc(DropReason::DecodeError);
+            return;
+        }
+        if self
+            .decoder
+            .as_ref()
+            .is_none_or(|(c, _)| *c != packet.codec)
+        {
+            match (self.factory)(packet.codec) {
+                Ok(d) => self.decoder = Some((packet.codec, d)),
+                Err(e) => {
+                    self.refused = Some(packet.codec);
+                    self.metrics.set_state(CameraState::Error, &e.to_string());
+                    self.metrics.packets_dropped.inc(DropReason::DecodeError);
                     return;
                 }
-                let frame = match (&ctx.frames, pic.image) {
-                    (FrameStore::Buffers(pool), Picture::Borrowed(image)) => {
-                        let Some(mut frame) = pool.try_take() else {
-                            ctx.metrics.frames_dropped.inc(DropReason::PoolEmpty);
-                            return;
-                        };
-                        if let Err(e) = frame.copy_from(&image) {
-                            unusable = true;
-                            ctx.metrics.set_state(CameraState::Error, &e.to_string());
-                            ctx.metrics.frames_dropped.inc(DropReason::DecodeError);
-                            return;
-                        }
-                        frame.pts_us = pic.pts_us;
-                        frame.camera = ctx.camera;
-                        Frame::Cpu(frame)
-                    }
-                    (FrameStore::Tickets(pool), Picture::Mpp(picture)) => {
-                        // Without a ticket the picture drops here and its
-                        // frame goes straight back to the decoder.
-                        let Some(ticket) = pool.try_take() else {
-                            ctx.metrics.frames_dropped.inc(DropReason::PoolEmpty);
-                            return;
-                        };
-                        Frame::Mpp {
-                            picture,
-                            camera: ctx.camera,
-                            ticket,
-                        }
-                    }
-                    _ => {
-                        // A decoder of the other backend: cannot happen, as
-                        // the parts come in matching pairs; counted if it does.
-                        ctx.metrics.frames_dropped.inc(DropReason::DecodeError);
+            }
+        }
+        // Taken out for the call so the picture callback can use the rest
+        // of the stage; put back below (a move, not an allocation).
+        let Some((codec, mut dec)) = self.decoder.take() else {
+            return;
+        };
+        if packet.discontinuity {
+            dec.reset();
+            self.sampler.reset();
+            self.unusable = false;
+        }
+        let result = dec.decode(packet, &mut |pic| {
+            self.metrics.frames_decoded.inc();
+            if pic.size() != self.size {
+                self.size = pic.size();
+                self.metrics.set_format(codec, self.size.0, self.size.1);
+            }
+            if self.unusable || !self.sampler.take(pic.pts_us) {
+                self.metrics.frames_dropped.inc(DropReason::Sampling);
+                return;
+            }
+            let frame = match (&self.frames, pic.image) {
+                (FrameStore::Buffers(pool), Picture::Borrowed(image)) => {
+                    let Some(mut frame) = pool.try_take() else {
+                        self.metrics.frames_dropped.inc(DropReason::PoolEmpty);
+                        return;
+                    };
+                    if let Err(e) = frame.copy_from(&image) {
+                        self.unusable = true;
+                        self.metrics.set_state(CameraState::Error, &e.to_string());
+                        self.metrics.frames_dropped.inc(DropReason::DecodeError);
                         return;
                     }
-                };
-                if let Some(old) = ctx.frame_queue.push(frame) {
-                    drop(old);
-                    ctx.metrics.frames_dropped.inc(DropReason::QueueFull);
+                    frame.pts_us = pic.pts_us;
+                    frame.camera = self.camera;
+                    Frame::Cpu(frame)
                 }
-            });
-            if let Err(e) = result {
-                self.metrics.packets_dropped.inc(DropReason::DecodeError);
-                log::debug!("camera {}: {e}", self.metrics.name);
+                (FrameStore::Tickets(pool), Picture::Mpp(picture)) => {
+                    // Without a ticket the picture drops here and its
+                    // frame goes straight back to the decoder.
+                    let Some(ticket) = pool.try_take() else {
+                        self.metrics.frames_dropped.inc(DropReason::PoolEmpty);
+                        return;
+                    };
+                    Frame::Mpp {
+                        picture,
+                        camera: self.camera,
+                        ticket,
+                    }
+                }
+                _ => {
+                    // A decoder of the other backend: cannot happen, as
+                    // the parts come in matching pairs; counted if it does.
+                    self.metrics.frames_dropped.inc(DropReason::DecodeError);
+                    return;
+                }
+            };
+            self.push(frame);
+        });
+        self.decoder = Some((codec, dec));
+        if let Err(e) = result {
+            self.metrics.packets_dropped.inc(DropReason::DecodeError);
+            log::debug!("camera {}: {e}", self.metrics.name);
+        }
+    }
+
+    /// Queues a frame for the workers; a full queue drops its oldest.
+    fn push(&self, frame: Frame) {
+        if let Some(old) = self.frame_queue.push(frame) {
+            drop(old);
+            self.metrics.frames_dropped.inc(DropReason::QueueFull);
+        }
+    }
+}
+
+/// The pipeline's side of a V4L2 camera's capture thread: pictures are
+/// converted from the driver's buffer into a pool frame (or copied into a
+/// packet buffer for the decoder, H.264) while the buffer is held, and
+/// queued or decoded after it went back to the driver.
+struct V4l2Handler {
+    stage: DecodeStage,
+    packets: Pool<PacketBuf>,
+    frame: Option<crate::pool::Lease<FrameBuf>>,
+    packet: Option<crate::pool::Lease<PacketBuf>>,
+    /// The next unit starts a new stream (after each open).
+    discontinuity: bool,
+    /// Units are skipped until a key frame after each open.
+    awaiting_key: bool,
+}
+
+impl source::v4l2::capture::FrameHandler for V4l2Handler {
+    fn start(&mut self, _mode: &source::v4l2::Mode) {
+        self.stage.sampler.reset();
+        self.stage.unusable = false;
+        self.discontinuity = true;
+        self.awaiting_key = true;
+    }
+
+    fn frame(&mut self, mode: &source::v4l2::Mode, captured: source::v4l2::capture::Captured<'_>) {
+        use source::v4l2::{convert, PixelFormat};
+        let metrics = &self.stage.metrics;
+        if mode.format == PixelFormat::H264 {
+            let key =
+                captured.keyframe || source::annexb::has_key_slice(Codec::H264, captured.data);
+            if self.awaiting_key && !key {
+                metrics.packets_dropped.inc(DropReason::AwaitingKeyframe);
+                return;
             }
+            let Some(mut packet) = self.packets.try_take() else {
+                metrics.packets_dropped.inc(DropReason::PoolEmpty);
+                return;
+            };
+            packet.begin(Codec::H264, captured.pts_us, key);
+            if packet.extend_from_slice(captured.data).is_err() {
+                metrics.packets_dropped.inc(DropReason::Oversize);
+                return;
+            }
+            packet.discontinuity = std::mem::take(&mut self.discontinuity);
+            self.awaiting_key = false;
+            self.packet = Some(packet);
+            return;
+        }
+        metrics.frames_decoded.inc();
+        if self.stage.unusable || !self.stage.sampler.take(captured.pts_us) {
+            metrics.frames_dropped.inc(DropReason::Sampling);
+            return;
+        }
+        let FrameStore::Buffers(pool) = &self.stage.frames else {
+            metrics.frames_dropped.inc(DropReason::DecodeError);
+            return;
+        };
+        let Some(mut frame) = pool.try_take() else {
+            metrics.frames_dropped.inc(DropReason::PoolEmpty);
+            return;
+        };
+        let stride = mode.stride as usize;
+        let converted = match mode.format {
+            PixelFormat::Nv12 => {
+                convert::nv12(captured.data, stride, mode.width, mode.height, &mut frame)
+            }
+            PixelFormat::Yuyv => {
+                convert::yuyv(captured.data, stride, mode.width, mode.height, &mut frame)
+            }
+            PixelFormat::Mjpeg => convert::mjpeg(captured.data, &mut frame),
+            PixelFormat::H264 => return,
+        };
+        match converted {
+            Ok(()) => {
+                frame.pts_us = captured.pts_us;
+                frame.camera = self.stage.camera;
+                self.frame = Some(frame);
+            }
+            Err(e) => {
+                // A picture too large for the pool frames will not shrink:
+                // the camera shows it. A bad single frame is only counted.
+                if matches!(e, convert::ConvertError::TooLarge(_)) {
+                    self.stage.unusable = true;
+                    metrics.set_state(CameraState::Error, &e.to_string());
+                }
+                metrics.frames_dropped.inc(DropReason::DecodeError);
+                log::debug!("camera {}: {e}", metrics.name);
+            }
+        }
+    }
+
+    fn after(&mut self) {
+        if let Some(frame) = self.frame.take() {
+            self.stage.push(Frame::Cpu(frame));
+        }
+        if let Some(packet) = self.packet.take() {
+            self.stage.decode(&packet);
         }
     }
 }
@@ -880,5 +1123,140 @@ pub fn hardware_parts(
         // MPP decodes both codecs vigil's sources deliver.
         accepts: |_| true,
         paced,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::backoff::{Backoff, Jitter};
+    use crate::source::v4l2::capture::tests::{mode, FakeOpener, Log, Step};
+    use crate::source::v4l2::{capture, PixelFormat};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// Runs one scripted V4L2 session of `frames` through a camera's real
+    /// handler and decoder; answers the camera's metrics and the frames
+    /// that reached the queue.
+    fn capture_session(
+        format: PixelFormat,
+        frames: Vec<Vec<u8>>,
+    ) -> (Arc<CameraMetrics>, Vec<Frame>) {
+        let text = format!(
+            "[[camera]]\nname = \"usb\"\ndevice = \"/dev/video0\"\nformat = \"{format}\"\n\
+             max_resolution = \"640x480\"\ndetect_fps = 60\nframe_pool = 128\n"
+        );
+        let config = Config::parse(&text, "t").unwrap();
+        let cam = &config.cameras[0];
+        let frame_queue = Arc::new(FrameQueue::new(128, WhenFull::DropOldest));
+        let metrics = Arc::new(CameraMetrics::new("usb"));
+        let shared = StageShared {
+            frame_queue: frame_queue.clone(),
+            factory: Arc::new(decode::openh264::new_software_decoder),
+            started: Instant::now(),
+        };
+        let stage = DecodeStage::new(
+            0,
+            cam,
+            FrameStore::Buffers(Pool::with("frames", 128, || FrameBuf::new(640, 480))),
+            metrics.clone(),
+            None,
+            &shared,
+        );
+        let mut handler = V4l2Handler {
+            stage,
+            packets: Pool::with("packets", 2, || PacketBuf::with_capacity(1 << 20)),
+            frame: None,
+            packet: None,
+            discontinuity: true,
+            awaiting_key: true,
+        };
+        let log = Rc::new(RefCell::new(Log::default()));
+        let steps = frames
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| Step::Frame(i as u32, f))
+            .collect();
+        let mut opener = FakeOpener {
+            sessions: vec![Ok(steps)].into(),
+            log: log.clone(),
+            mode: mode(format),
+        };
+        let stop = || log.borrow().open_failures > 0;
+        let mut backoff = Backoff::new(
+            Duration::from_millis(1),
+            Duration::from_millis(1),
+            Jitter::Full,
+            Duration::from_secs(30),
+            1,
+        );
+        capture::run(
+            &mut opener,
+            &mut handler,
+            &metrics,
+            &stop,
+            &mut backoff,
+            Duration::from_secs(60),
+        );
+        let mut out = Vec::new();
+        while let Some(f) = frame_queue.try_pop() {
+            out.push(f);
+        }
+        (metrics, out)
+    }
+
+    #[test]
+    fn v4l2_h264_units_go_through_the_cameras_decoder() {
+        // One access unit per buffer, as an H.264 camera delivers them (no
+        // B-frames, like UVC cameras, so every unit decodes at once); the
+        // driver's key-frame flag is not trusted (the double sets it on
+        // every buffer), the IDR slice is looked for.
+        let path = crate::source::test_media::ffmpeg(
+            "v4l2-aud-bf0.h264",
+            "-f lavfi -i testsrc2=size=320x240:rate=25 -frames:v 50 -c:v libx264 -bf 0 -g 25 \
+             -bsf:v h264_metadata=aud=insert -f h264 {out}",
+        );
+        let stream = std::fs::read(path).unwrap();
+        let aud = [0u8, 0, 0, 1, 9];
+        let starts: Vec<usize> = (0..stream.len().saturating_sub(4))
+            .filter(|&i| stream[i..].starts_with(&aud))
+            .collect();
+        let units: Vec<Vec<u8>> = starts
+            .iter()
+            .zip(starts.iter().skip(1).chain([&stream.len()]))
+            .map(|(&a, &b)| stream[a..b].to_vec())
+            .collect();
+        assert_eq!(units.len(), 50);
+        let (m, frames) = capture_session(PixelFormat::H264, units);
+        // Every unit reached the decoder; it may keep the newest picture
+        // until a next unit arrives, which the session's end never sends.
+        assert_eq!(m.packets_dropped.lost(), 0);
+        let decoded = m.frames_decoded.get();
+        assert!((49..=50).contains(&decoded), "{decoded} of 50 decoded");
+        assert_eq!(frames.len() as u64, decoded);
+        assert!(frames.iter().all(|f| {
+            let (w, h) = f.image().size();
+            (w, h) == (320, 240)
+        }));
+        let s = m.status();
+        assert_eq!((s.codec, s.width, s.height), (Some(Codec::H264), 320, 240));
+    }
+
+    #[test]
+    fn v4l2_mjpeg_frames_are_decoded_into_pool_frames() {
+        let (w, h) = (96u16, 64u16);
+        let rgb = vec![200u8; w as usize * h as usize * 3];
+        let mut jpeg = Vec::new();
+        jpeg_encoder::Encoder::new(&mut jpeg, 90)
+            .encode(&rgb, w, h, jpeg_encoder::ColorType::Rgb)
+            .unwrap();
+        let mut frames = vec![jpeg; 5];
+        // A torn frame is counted and skipped, not fatal.
+        frames.insert(2, b"\xff\xd8 torn".to_vec());
+        let (m, out) = capture_session(PixelFormat::Mjpeg, frames);
+        assert_eq!(out.len(), 5);
+        assert!(out.iter().all(|f| f.image().size() == (96, 64)));
+        assert_eq!(m.frames_dropped.get(DropReason::DecodeError), 1);
+        assert_eq!(m.status().state, CameraState::Stopped);
     }
 }

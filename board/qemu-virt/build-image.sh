@@ -23,7 +23,6 @@ CACHE=${VIGIL_CACHE_DIR:-${HOME:-/root}/.cache/vigil}
 VIGIL_BIN=${VIGIL_BIN:-$ROOT/target/aarch64-unknown-linux-gnu/release/vigil}
 MODEL=${MODEL:-$CACHE/models/ssd_mobilenet_v2_coco.pb}
 SAMPLE=${SAMPLE:-$CACHE/media/bikes.mp4}
-DEBS=$CACHE/board-debs
 MULTIARCH=/usr/lib/aarch64-linux-gnu
 
 log() { printf 'image-qemu: %s\n' "$*" >&2; }
@@ -38,22 +37,9 @@ for t in genimage mkfs.ext4 mkfs.vfat mcopy mkimage mkenvimage cpio depmod modpr
 done
 
 # --- Debian arm64 kernel and busybox, downloaded once -------------------------
-mkdir -p "$DEBS"
-fetch() { # PACKAGE (arm64): its .deb in $DEBS, downloaded if absent
-  local deb
-  deb=$(ls "$DEBS/$1"_*_arm64.deb 2>/dev/null | tail -n 1 || true)
-  if [ -z "$deb" ]; then
-    log "apt-get download $1:arm64"
-    (cd "$DEBS" && apt-get -q download "$1:arm64" >/dev/null 2>&1) \
-      || { log "apt-get update"; apt-get -q update >/dev/null; (cd "$DEBS" && apt-get -q download "$1:arm64" >/dev/null); }
-    deb=$(ls "$DEBS/$1"_*_arm64.deb | tail -n 1)
-  fi
-  echo "$deb"
-}
-kernel_pkg=$(apt-cache depends linux-image-arm64:arm64 | sed -n 's/^ *Depends: \(linux-image-[0-9].*-arm64\).*/\1/p' | head -n 1)
-[ -n "$kernel_pkg" ] || die "cannot resolve linux-image-arm64:arm64 (is the arm64 architecture added? make deps-cross)"
-kernel_deb=$(fetch "$kernel_pkg")
-busybox_deb=$(fetch busybox-static)
+. "$ROOT/board/qemu-virt/debs.sh"
+kernel_deb=$(debs_kernel)
+busybox_deb=$(debs_busybox)
 
 WORK=$OUT/work
 rm -rf "$WORK"
@@ -81,20 +67,10 @@ cp "$WORK/kernel/lib/modules/$KVER/modules.order" "$WORK/kernel/lib/modules/$KVE
   "$MODS/lib/modules/$KVER/"
 depmod -b "$MODS" "$KVER"
 
-# busybox applet links, from the arm64 binary itself (run under qemu-user).
-busybox_links() { # DIR
-  install -D -m 0755 "$WORK/busybox/bin/busybox" "$1/bin/busybox"
-  qemu-aarch64-static "$WORK/busybox/bin/busybox" --list-full | while read -r applet; do
-    [ "$applet" = bin/busybox ] && continue
-    mkdir -p "$1/$(dirname "$applet")"
-    ln -sf /bin/busybox "$1/$applet"
-  done
-}
-
 # --- initramfs: load the disk and ext4 modules, mount the slot, switch -------
 INITRD=$WORK/initramfs
 mkdir -p "$INITRD"/{proc,sys,dev,newroot}
-busybox_links "$INITRD"
+busybox_links "$WORK/busybox/bin/busybox" "$INITRD"
 (cd "$MODS" && cp -a lib "$INITRD/")
 awk '!seen[$0]++' "$WORK/root-modules" > "$INITRD/modules"
 install -m 0755 "$ROOT/board/qemu-virt/initramfs-init" "$INITRD/init"
@@ -103,7 +79,7 @@ install -m 0755 "$ROOT/board/qemu-virt/initramfs-init" "$INITRD/init"
 # --- root filesystem of slot A ------------------------------------------------
 RFS=$WORK/rootfs
 mkdir -p "$RFS"/{proc,sys,dev,run,tmp,data,boot,etc,var,root,usr/bin,usr/sbin}
-busybox_links "$RFS"
+busybox_links "$WORK/busybox/bin/busybox" "$RFS"
 cp -a "$MODS/lib" "$RFS/"
 ln -sfn /run/log "$RFS/var/log"
 ln -sfn /run/resolv.conf "$RFS/etc/resolv.conf"

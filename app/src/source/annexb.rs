@@ -95,6 +95,18 @@ fn classify_nal(codec: Codec, b: &[u8]) -> NalHead {
     }
 }
 
+/// Whether the Annex-B access unit `b` holds an IDR / IRAP slice (for
+/// sources that do not flag key frames reliably, such as V4L2 drivers).
+pub(crate) fn has_key_slice(codec: Codec, mut b: &[u8]) -> bool {
+    while let Some(at) = find_start_code(b) {
+        b = &b[at + 3..];
+        if !b.is_empty() && classify_nal(codec, b).key {
+            return true;
+        }
+    }
+    false
+}
+
 /// Index of the first `00 00 01` in `b`.
 pub(crate) fn find_start_code(b: &[u8]) -> Option<usize> {
     let mut i = 0;

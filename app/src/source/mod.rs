@@ -24,6 +24,7 @@ pub mod backoff;
 pub mod mp4file;
 pub mod rtsp;
 pub mod sink;
+pub mod v4l2;
 
 use crate::metrics::CameraState;
 use crate::packet::{Codec, PacketBuf};
@@ -102,6 +103,9 @@ pub enum SourceKind {
     AnnexB(PathBuf, Codec),
     /// An MP4 (ISO BMFF) file.
     Mp4(PathBuf),
+    /// A V4L2 capture device node (captured on the camera's thread, see
+    /// [`v4l2`]).
+    V4l2(PathBuf),
 }
 
 /// Why a source cannot be played (as opposed to a passing network error,
@@ -204,13 +208,22 @@ pub fn classify(url: &str, codec_hint: Option<Codec>) -> Result<SourceKind, Sour
                 "rtsps (RTSP over TLS) is not supported; use rtsp:// on a trusted network",
             ))
         }
+        Some("v4l" | "v4l2") => {
+            let (_, rest) = trimmed.split_once("://").unwrap_or_default();
+            if !rest.starts_with("/dev/") || rest.len() <= "/dev/".len() {
+                return Err(bad(
+                    "a V4L2 camera is v4l:///dev/videoN (an absolute device path)",
+                ));
+            }
+            return Ok(SourceKind::V4l2(PathBuf::from(rest)));
+        }
         Some("file") => url::Url::parse(trimmed)
             .ok()
             .and_then(|u| u.to_file_path().ok())
             .ok_or_else(|| bad("not a valid file:// URL (it must name an absolute path)"))?,
         Some(_) => {
             return Err(bad(
-                "unsupported scheme; expected rtsp://, file:// or a file path",
+                "unsupported scheme; expected rtsp://, v4l://, file:// or a file path",
             ))
         }
         None => PathBuf::from(trimmed),
@@ -271,6 +284,11 @@ pub async fn run(
             }
             Err(e) => sink.metrics().set_state(CameraState::Error, &e.to_string()),
         },
+        // The pipeline captures these on the camera's own thread instead.
+        Ok(SourceKind::V4l2(path)) => sink.metrics().set_state(
+            CameraState::Error,
+            &format!("{}: V4L2 cameras are not a network source", path.display()),
+        ),
     }
     if shutdown.is_requested() {
         sink.metrics().set_state(CameraState::Stopped, "");

@@ -137,8 +137,45 @@ pub struct Camera<'a> {
     reconnects: u64,
     events: u64,
     recording: Recording,
+    /// The device and negotiated mode (V4L2 cameras only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    v4l2: Option<V4l2>,
     #[serde(skip_serializing_if = "Option::is_none")]
     latest_events: Option<Vec<EventJson<'a>>>,
+}
+
+/// A V4L2 camera's device and the mode it negotiated.
+#[derive(Serialize)]
+struct V4l2 {
+    device: String,
+    /// nv12, yuyv, mjpeg or h264; absent until the device was opened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    format: Option<&'static str>,
+    width: u32,
+    height: u32,
+    stride: u32,
+    fps: f64,
+    buffers: u32,
+    /// Bytes of one driver buffer's frame.
+    frame_bytes: u32,
+    /// Frames the driver dropped (no free buffer).
+    driver_dropped: u64,
+}
+
+fn v4l2(c: &CameraMetrics) -> Option<V4l2> {
+    let device = c.v4l2.device()?;
+    let mode = c.v4l2.mode();
+    Some(V4l2 {
+        device,
+        format: mode.as_ref().map(|m| m.format.as_str()),
+        width: mode.as_ref().map_or(0, |m| m.width),
+        height: mode.as_ref().map_or(0, |m| m.height),
+        stride: mode.as_ref().map_or(0, |m| m.stride),
+        fps: mode.as_ref().map_or(0.0, |m| m.fps),
+        buffers: mode.as_ref().map_or(0, |m| m.buffers),
+        frame_bytes: mode.as_ref().map_or(0, |m| m.frame_bytes),
+        driver_dropped: c.v4l2.driver_dropped.get(),
+    })
 }
 
 /// A camera's clips.
@@ -158,10 +195,10 @@ struct Recording {
     ring_bytes: f64,
 }
 
-fn recording(ctx: &WebContext, c: &CameraMetrics) -> Recording {
+fn recording(ctx: &WebContext, index: usize, c: &CameraMetrics) -> Recording {
     let r = &c.record;
     let error = r.error();
-    let state = if !ctx.recording {
+    let state = if !ctx.recording.get(index).copied().unwrap_or(false) {
         "off"
     } else if !error.is_empty() {
         "error"
@@ -349,7 +386,8 @@ pub fn camera<'a>(ctx: &'a WebContext, index: usize, with_events: bool) -> Camer
         packets_dropped: c.packets_dropped.lost(),
         reconnects: c.reconnects.get(),
         events: c.events.get(),
-        recording: recording(ctx, c),
+        recording: recording(ctx, index, c),
+        v4l2: v4l2(c),
         latest_events,
     }
 }
@@ -379,7 +417,8 @@ pub fn event<'a>(ctx: &'a WebContext, e: &Event) -> EventJson<'a> {
         // Every event opens or extends its camera's clip while recording
         // is on; the URL answers 404 until the event is stored and the
         // clip's first fragment written.
-        clip: (ctx.recording && ctx.store.is_some()).then(|| clip_url(e.id)),
+        clip: (ctx.recording.get(e.camera).copied().unwrap_or(false) && ctx.store.is_some())
+            .then(|| clip_url(e.id)),
     }
 }
 

@@ -84,8 +84,9 @@ pub struct WebContext {
     pub store: Option<Arc<crate::store::Store>>,
     /// Why the store did not open ("" when it did).
     pub store_error: String,
-    /// Whether events get clips (`record.enabled`).
-    pub recording: bool,
+    /// Per camera, whether its events get clips (`record.enabled`, and
+    /// the camera sends compressed video).
+    pub recording: Vec<bool>,
     /// Permits for snapshot and clip downloads.
     pub files: Arc<files::FileSlots>,
     /// When the process started.
@@ -146,7 +147,11 @@ impl WebContext {
             data_dir: config.data_dir.clone(),
             store: None,
             store_error: String::new(),
-            recording: config.record.enabled,
+            recording: config
+                .cameras
+                .iter()
+                .map(|c| config.record.enabled && c.compressed())
+                .collect(),
             files: Arc::default(),
             started,
             started_unix: now_unix - uptime,

@@ -268,6 +268,74 @@ pub fn render(ctx: &WebContext) -> String {
             c.detect_fps.get()
         );
     }
+    // V4L2 cameras only: the device and the mode it negotiated.
+    let v4l2: Vec<_> = r
+        .cameras
+        .iter()
+        .filter_map(|c| c.v4l2.device().map(|d| (c, d, c.v4l2.mode())))
+        .collect();
+    if !v4l2.is_empty() {
+        family(
+            w,
+            "vigil_v4l2_mode",
+            "gauge",
+            "1 for a V4L2 camera's device and the mode it negotiated (format \"\" until opened).",
+        );
+        for (c, device, mode) in &v4l2 {
+            let (format, width, height) = mode
+                .as_ref()
+                .map_or(("", 0, 0), |m| (m.format.as_str(), m.width, m.height));
+            let _ = writeln!(
+                w,
+                "vigil_v4l2_mode{{camera=\"{}\",device=\"{}\",format=\"{format}\",width=\"{width}\",height=\"{height}\"}} 1",
+                c.name,
+                label_value(device)
+            );
+        }
+        family(
+            w,
+            "vigil_v4l2_fps",
+            "gauge",
+            "Frames per second the V4L2 device reports for its mode (0 when it does not say).",
+        );
+        for (c, _, mode) in &v4l2 {
+            let _ = writeln!(
+                w,
+                "vigil_v4l2_fps{{camera=\"{}\"}} {}",
+                c.name,
+                mode.as_ref().map_or(0.0, |m| m.fps)
+            );
+        }
+        family(
+            w,
+            "vigil_v4l2_buffer_bytes",
+            "gauge",
+            "Bytes of the V4L2 driver buffers mapped for the camera.",
+        );
+        for (c, _, mode) in &v4l2 {
+            let _ = writeln!(
+                w,
+                "vigil_v4l2_buffer_bytes{{camera=\"{}\"}} {}",
+                c.name,
+                mode.as_ref()
+                    .map_or(0, |m| m.buffers as u64 * m.frame_bytes as u64)
+            );
+        }
+        family(
+            w,
+            "vigil_v4l2_driver_dropped_total",
+            "counter",
+            "Frames the V4L2 driver captured but dropped for want of a free buffer.",
+        );
+        for (c, _, _) in &v4l2 {
+            let _ = writeln!(
+                w,
+                "vigil_v4l2_driver_dropped_total{{camera=\"{}\"}} {}",
+                c.name,
+                c.v4l2.driver_dropped.get()
+            );
+        }
+    }
     family(
         w,
         "vigil_camera_state",
@@ -636,6 +704,13 @@ fn family(w: &mut String, name: &str, kind: &str, help: &str) {
 fn gauge(w: &mut String, name: &str, help: &str, v: f64) {
     family(w, name, "gauge", help);
     let _ = writeln!(w, "{name} {v}");
+}
+
+/// `s` escaped for a label value (backslash, double quote, newline).
+fn label_value(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn counter(w: &mut String, name: &str, help: &str, v: f64) {

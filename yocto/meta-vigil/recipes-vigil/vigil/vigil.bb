@@ -10,6 +10,10 @@ SECTION = "multimedia"
 LICENSE = "Apache-2.0"
 LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10"
 
+# The v4l crate's v4l2-sys-mit runs bindgen at build time: libclang from
+# oe-core's clang-native (clang moved into oe-core in Yocto 5.2).
+DEPENDS += "clang-native"
+
 # The workspace version (Cargo.toml, [workspace.package]).
 PV = "${@vigil_workspace_version(d)}"
 
@@ -32,6 +36,11 @@ EXTERNALSRC_BUILD = "${WORKDIR}/build"
 # 1.91) and needs no extra layer. rust-version in Cargo.toml makes cargo
 # itself refuse an older compiler, so a toolchain mismatch fails at once.
 inherit cargo cargo-update-recipe-crates
+
+# bindgen finds libclang here and the target's linux/videodev2.h in the
+# recipe sysroot.
+export LIBCLANG_PATH = "${STAGING_LIBDIR_NATIVE}"
+export BINDGEN_EXTRA_CLANG_ARGS = "--sysroot=${STAGING_DIR_TARGET}"
 
 # Loaded with dlopen at run time, so no shared-library dependency is
 # detected; the image installs them (vigil-image.inc). Without them vigil

@@ -1,0 +1,144 @@
+//! A V4L2 camera on this machine, whose kernel has no V4L2: the device is
+//! absent, which is also what an unplugged USB camera looks like. The camera
+//! must show as a V4L2 one everywhere (API, metrics, check-config), say why
+//! it is not streaming, retry without new threads, and leave the other
+//! cameras alone. Capture itself is tested on a real V4L2 driver in the
+//! emulated board (`make test-v4l`, app/tests/v4l_vivid.rs).
+
+use std::io::Write;
+use std::time::Duration;
+use vigil_system_tests::http::get;
+use vigil_system_tests::media::TempDir;
+use vigil_system_tests::process::{cache_dir, cached, run_to_end, Vigil};
+
+const DEVICE: &str = "/dev/vigil-test-video9";
+
+fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn an_absent_v4l2_camera_is_shown_retried_and_isolated() {
+    let dir = TempDir::new("v4l2-absent");
+    let cfg = dir.join("vigil.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:0\"\n\
+             [[camera]]\nname = \"street\"\nurl = \"{}\"\n\
+             [[camera]]\nname = \"usb\"\ndevice = \"{DEVICE}\"\nformat = \"yuyv\"\nsize = \"640x480\"\n\
+             fps = 25\nbuffers = 3\nmax_resolution = \"640x480\"\nreconnect_min = \"100ms\"\nreconnect_max = \"200ms\"\n",
+            cached("media/bikes.mp4").display()
+        ),
+    )
+    .unwrap();
+
+    let (code, out, err) = run_to_end(&["check-config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("camera usb:"))
+        .unwrap_or_else(|| panic!("no line for camera usb in:\n{out}"));
+    assert!(
+        line.contains(&format!(
+            "v4l2 {DEVICE}, asks yuyv 640x480 at 25 fps, 3 buffers"
+        )) && line.contains("not checked")
+            && line.contains("No such file"),
+        "{line}"
+    );
+    // 3 buffers of 640x480 YUYV (600 KiB each) in the budget.
+    let budget = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("v4l2 buffers"))
+        .unwrap_or_else(|| panic!("no v4l2 line in the budget:\n{out}"));
+    assert!(
+        budget.contains("1.8 MiB") && budget.contains("usb: 3 x 600.0 KiB"),
+        "{budget}"
+    );
+
+    let data = dir.join("data");
+    let v = Vigil::start(&[
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--status-every",
+        "0",
+    ]);
+    let addr = v.web_addr();
+    let mut cams = serde_json::Value::Null;
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            cams = get(addr, "/api/cameras").json();
+            cams[0]["state"] == "streaming"
+                && cams[1]["reason"].as_str().is_some_and(|r| !r.is_empty())
+        }),
+        "{cams}"
+    );
+    let usb = &cams[1];
+    assert_eq!(usb["url"], format!("v4l://{DEVICE}"));
+    assert_eq!(usb["state"], "connecting", "{usb}");
+    let reason = usb["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(DEVICE) && reason.contains("No such file"),
+        "{reason}"
+    );
+    assert_eq!(usb["v4l2"]["device"], DEVICE, "{usb}");
+    assert!(usb["v4l2"].get("format").is_none(), "never opened: {usb}");
+    // Raw pictures have no clips; the file camera records.
+    assert_eq!(usb["recording"]["state"], "off", "{usb}");
+    assert_ne!(cams[0]["recording"]["state"], "off");
+    assert!(cams[0].get("v4l2").is_none());
+
+    // Retries (every 100-200 ms) start no thread.
+    let threads = |v: &Vigil| v.sample().threads;
+    let before = threads(&v);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        threads(&v),
+        before,
+        "threads moved while the device was retried"
+    );
+    assert_eq!(get(addr, "/api/cameras").json()[1]["state"], "connecting");
+
+    let text = get(addr, "/metrics").text();
+    for needle in [
+        format!("vigil_v4l2_mode{{camera=\"usb\",device=\"{DEVICE}\",format=\"\",width=\"0\",height=\"0\"}} 1"),
+        "vigil_v4l2_driver_dropped_total{camera=\"usb\"} 0".to_string(),
+        "vigil_camera_state{camera=\"usb\",state=\"connecting\"} 1".to_string(),
+    ] {
+        assert!(text.contains(&needle), "missing `{needle}` in:\n{text}");
+    }
+    assert!(!text.contains("vigil_v4l2_mode{camera=\"street\""));
+    let promtool = cache_dir().join("bin/promtool");
+    let mut child = std::process::Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e} (run `make deps`)", promtool.display()));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(v.lines_matching(|l| l.contains("panicked")).is_empty());
+    assert_eq!(v.stop(), 0);
+}
