@@ -139,6 +139,61 @@ fn an_absent_v4l2_camera_is_shown_retried_and_isolated() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // The status page's card for the camera.
+    let card = ".camera[data-camera=\"usb\"]";
+    let out = std::process::Command::new("/usr/bin/python3")
+        .arg(vigil_system_tests::process::root().join("tests/support/browser.py"))
+        .args(["--url", &format!("http://{addr}/"), "--timeout", "30"])
+        .args([
+            "--until",
+            &format!("document.querySelector('{card} .state')?.textContent === 'connecting'"),
+        ])
+        .args([
+            "--eval",
+            &format!("document.querySelector('{card} dd').textContent"),
+        ])
+        .args([
+            "--eval",
+            &format!("document.querySelector('{card} dd').title"),
+        ])
+        .args([
+            "--eval",
+            &format!("document.querySelector('{card} .url').textContent"),
+        ])
+        .args([
+            "--eval",
+            &format!("document.querySelector('{card} .reason').textContent"),
+        ])
+        .output()
+        .expect("run browser.py");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "browser.py ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["evals"][0], "v4l2, not open", "{report}");
+    assert_eq!(
+        report["evals"][1],
+        format!("{DEVICE}: not opened yet"),
+        "{report}"
+    );
+    assert_eq!(report["evals"][2], format!("v4l://{DEVICE}"), "{report}");
+    assert!(
+        report["evals"][3]
+            .as_str()
+            .unwrap_or("")
+            .contains("No such file"),
+        "{report}"
+    );
+    assert!(
+        report["exceptions"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
+
     assert!(v.lines_matching(|l| l.contains("panicked")).is_empty());
     assert_eq!(v.stop(), 0);
 }
