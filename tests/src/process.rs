@@ -1,7 +1,7 @@
 //! Running the vigil binary and watching it.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -80,6 +80,20 @@ impl Vigil {
     /// Starts `vigil ARGS` with `VIGIL_LOG=info` (or the given level).
     pub fn start(args: &[&str]) -> Vigil {
         Vigil::start_with_env(args, &[])
+    }
+
+    /// Starts `vigil run` on the config file `cfg` with its data in `data`
+    /// and no periodic status lines.
+    pub fn run(cfg: &Path, data: &Path) -> Vigil {
+        Vigil::start(&[
+            "run",
+            "--config",
+            cfg.to_str().expect("utf-8 config path"),
+            "--data-dir",
+            data.to_str().expect("utf-8 data path"),
+            "--status-every",
+            "0",
+        ])
     }
 
     /// Starts with extra environment variables. A `run` without `--listen`
@@ -303,5 +317,35 @@ impl Status {
     /// A numeric field (0 when absent).
     pub fn num(&self, key: &str) -> f64 {
         self.get(key).parse().unwrap_or(0.0)
+    }
+}
+
+/// Runs `promtool check metrics` (installed by `make deps`) on a scrape;
+/// the error carries promtool's complaint.
+pub fn promtool_check(text: &str) -> Result<(), String> {
+    use std::io::Write;
+    let promtool = cache_dir().join("bin/promtool");
+    let mut child = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{}: {e} (run `make deps`)", promtool.display()))?;
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(text.as_bytes())
+        .map_err(|e| format!("writing to promtool: {e}"))?;
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "promtool check metrics failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }

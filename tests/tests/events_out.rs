@@ -73,15 +73,7 @@ fn write_config(dir: &TempDir, data: &Path, c: &Conf) -> PathBuf {
 
 /// Starts `vigil run` on `cfg` with its data in `data`.
 fn start(cfg: &Path, data: &Path) -> (Vigil, SocketAddr) {
-    let v = Vigil::start(&[
-        "run",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--status-every",
-        "0",
-    ]);
+    let v = Vigil::run(cfg, data);
     let addr = v.web_addr();
     (v, addr)
 }

@@ -42,15 +42,7 @@ fn write_config(dir: &TempDir, data: &Path, upstreams: &str) -> PathBuf {
 }
 
 fn start(cfg: &Path, data: &Path) -> (Vigil, SocketAddr) {
-    let v = Vigil::start(&[
-        "run",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--status-every",
-        "0",
-    ]);
+    let v = Vigil::run(cfg, data);
     let addr = v.web_addr();
     (v, addr)
 }

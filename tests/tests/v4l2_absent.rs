@@ -5,11 +5,10 @@
 //! cameras alone. Capture itself is tested on a real V4L2 driver in the
 //! emulated board (`make test-v4l`, app/tests/v4l_vivid.rs).
 
-use std::io::Write;
 use std::time::Duration;
 use vigil_system_tests::http::get;
 use vigil_system_tests::media::TempDir;
-use vigil_system_tests::process::{cache_dir, cached, run_to_end, Vigil};
+use vigil_system_tests::process::{cached, promtool_check, root, run_to_end, Vigil};
 
 const DEVICE: &str = "/dev/vigil-test-video9";
 
@@ -64,15 +63,7 @@ fn an_absent_v4l2_camera_is_shown_retried_and_isolated() {
     );
 
     let data = dir.join("data");
-    let v = Vigil::start(&[
-        "run",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--status-every",
-        "0",
-    ]);
+    let v = Vigil::run(&cfg, &data);
     let addr = v.web_addr();
     let mut cams = serde_json::Value::Null;
     assert!(
@@ -118,32 +109,14 @@ fn an_absent_v4l2_camera_is_shown_retried_and_isolated() {
         assert!(text.contains(&needle), "missing `{needle}` in:\n{text}");
     }
     assert!(!text.contains("vigil_v4l2_mode{camera=\"street\""));
-    let promtool = cache_dir().join("bin/promtool");
-    let mut child = std::process::Command::new(&promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e} (run `make deps`)", promtool.display()));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(e) = promtool_check(&text) {
+        panic!("{e}");
+    }
 
     // The status page's card for the camera.
     let card = ".camera[data-camera=\"usb\"]";
     let out = std::process::Command::new("/usr/bin/python3")
-        .arg(vigil_system_tests::process::root().join("tests/support/browser.py"))
+        .arg(root().join("tests/support/browser.py"))
         .args(["--url", &format!("http://{addr}/"), "--timeout", "30"])
         .args([
             "--until",

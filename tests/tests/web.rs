@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 use vigil_system_tests::http::{self, get, post_json};
 use vigil_system_tests::media::TempDir;
-use vigil_system_tests::process::{cache_dir, cached, root, Vigil};
+use vigil_system_tests::process::{cached, promtool_check, root, Vigil};
 
 /// A config with the sample clip and the given `[web]` lines.
 fn start(dir: &TempDir, web: &str) -> (Vigil, SocketAddr) {
@@ -23,15 +23,7 @@ fn start(dir: &TempDir, web: &str) -> (Vigil, SocketAddr) {
     )
     .unwrap();
     let data = dir.join("data");
-    let v = Vigil::start(&[
-        "run",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--status-every",
-        "0",
-    ]);
+    let v = Vigil::run(&cfg, &data);
     let addr = v.web_addr();
     (v, addr)
 }
@@ -139,32 +131,9 @@ fn promtool_passes_on_a_live_scrape() {
     ] {
         assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
     }
-    let promtool = cache_dir().join("bin/promtool");
-    assert!(
-        promtool.exists(),
-        "{} missing: run `make deps`",
-        promtool.display()
-    );
-    let mut child = std::process::Command::new(&promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(e) = promtool_check(&text) {
+        panic!("{e}");
+    }
     drop(sse);
     assert_eq!(v.stop(), 0);
 }
