@@ -107,7 +107,7 @@ impl FrameBuf {
     /// A buffer for pictures up to `max_width` x `max_height`; allocated once.
     pub fn new(max_width: u32, max_height: u32) -> Self {
         FrameBuf {
-            data: vec![0u8; Self::bytes_for(max_width, max_height)].into_boxed_slice(),
+            data: crate::pool::resident(Self::bytes_for(max_width, max_height)),
             max_width,
             max_height,
             width: 0,

@@ -74,7 +74,7 @@ impl PacketBuf {
     /// the only allocation a packet ever makes, at start.
     pub fn with_capacity(capacity: usize) -> Self {
         PacketBuf {
-            data: vec![0u8; capacity].into_boxed_slice(),
+            data: crate::pool::resident(capacity),
             len: 0,
             codec: Codec::H264,
             pts_us: 0,

@@ -16,6 +16,24 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+/// A zeroed buffer whose pages are all resident now, for the items pools
+/// and rings allocate at start. A zeroed allocation is mapped lazily, so a
+/// buffer left untouched would bring its pages in when it is first used:
+/// the process's RSS would creep up to the budget under load (a frame pool
+/// whose fourth frame is needed only when the detector falls behind, a
+/// pre-roll ring filling over minutes) instead of starting there. Writing
+/// every byte once (with a value the optimiser cannot prove is already
+/// there) makes the memory fixed at start in fact, as the budget says.
+pub fn resident(len: usize) -> Box<[u8]> {
+    let mut buf = vec![0u8; len].into_boxed_slice();
+    buf.fill(0xff);
+    // The optimiser may neither drop the fill above nor, after this, the
+    // one below (it can no longer know the bytes are zero).
+    std::hint::black_box(&mut buf[..]);
+    buf.fill(0);
+    buf
+}
+
 /// A fixed set of reusable items.
 pub struct Pool<T> {
     shared: Arc<Shared<T>>,

@@ -975,8 +975,8 @@ impl FragmentBuilder {
         );
         let data_start = Self::header_room(max_samples);
         FragmentBuilder {
-            // Resident from the start, like the ring (see `ring::resident`).
-            buf: super::ring::resident(data_start + max_fragment_bytes),
+            // Resident from the start, like the ring (see `pool::resident`).
+            buf: crate::pool::resident(data_start + max_fragment_bytes),
             data_start,
             data_len: 0,
             samples: vec![Sample::default(); max_samples].into_boxed_slice(),

@@ -43,22 +43,6 @@ pub const fn bytes_for(capacity_bytes: usize, max_units: usize) -> usize {
     capacity_bytes + max_units * std::mem::size_of::<Unit>()
 }
 
-/// A zeroed buffer whose pages are all resident now. A zeroed allocation
-/// is mapped lazily, so a ring left untouched would bring its pages in as
-/// it first fills, and the process's RSS would creep up to the budget over
-/// the first minutes instead of starting there; writing every byte once
-/// (with a value the optimiser cannot prove is already there) makes the
-/// memory fixed at start in fact, as the budget says it is.
-pub fn resident(len: usize) -> Box<[u8]> {
-    let mut buf = vec![0u8; len].into_boxed_slice();
-    buf.fill(0xff);
-    // The optimiser may neither drop the fill above nor, after this, the
-    // one below (it can no longer know the bytes are zero).
-    std::hint::black_box(&mut buf[..]);
-    buf.fill(0);
-    buf
-}
-
 /// What [`PacketRing::push`] did with a unit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PushOutcome {
@@ -161,7 +145,7 @@ impl PacketRing {
     pub fn new(capacity_bytes: usize, max_units: usize) -> Self {
         let max_units = max_units.max(1);
         PacketRing {
-            arena: resident(capacity_bytes.max(1)),
+            arena: crate::pool::resident(capacity_bytes.max(1)),
             units: VecDeque::with_capacity(max_units),
             max_units,
             write_pos: 0,

@@ -103,7 +103,7 @@ impl SnapshotBuf {
     /// up to even (and to at least 2).
     pub fn new(max_width: u32, max_height: u32) -> SnapshotBuf {
         SnapshotBuf {
-            data: vec![0u8; Self::bytes_for(max_width, max_height)].into_boxed_slice(),
+            data: crate::pool::resident(Self::bytes_for(max_width, max_height)),
             max_width: even_up(max_width),
             max_height: even_up(max_height),
             width: 0,

@@ -75,11 +75,6 @@ impl PixelFormat {
             PixelFormat::Yuyv | PixelFormat::Mjpeg | PixelFormat::H264 => 2 * px,
         }
     }
-
-    /// Whether frames of this format are pictures (not access units).
-    pub fn is_picture(self) -> bool {
-        !matches!(self, PixelFormat::H264)
-    }
 }
 
 impl fmt::Display for PixelFormat {
