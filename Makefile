@@ -8,7 +8,14 @@
 #   make flash IMAGE=... DEVICE=/dev/sdX | LOADER=...   write a board's SD card or eMMC
 #   make image-qemu  the emulated board's disk image (target/qemu-virt/)
 #   make boot-qemu   boot it in the foreground; status page on 127.0.0.1:$(QEMU_HTTP_PORT)
-#   make test-board  boot it (normal boot and A/B rollback) and check /api/status
+#   make test-board  `vigil ab` on the A/B state copies; boot it (normal boot, A/B rollback,
+#                    damaged state copies) and check /api/status
+#   make bundle [VERSION=x.y.z]  a signed RAUC update bundle (verity) of its root filesystem,
+#                    target/qemu-virt/vigil-<version>.raucb, vigil stamped with VERSION
+#                    (default: the cross binary's); development keys in $(VIGIL_CACHE_DIR)/keys
+#   make test-rauc   bad bundles refused, then a bundle installed into slot B and booted
+#   make test-ota    updates through vigil's HTTP API on the emulated board: refusals,
+#                    A -> B -> A, a rollback from a vigil that cannot start
 #   make test-v4l    the V4L2 camera tests (app/tests/v4l_vivid.rs), aarch64, each test
 #                    binary booted in the emulated board with the vivid virtual camera
 #                    (board/qemu-virt/vm-runner.sh)
@@ -18,6 +25,8 @@
 #                    convert a YOLO ONNX (rknn_model_zoo export) to .rknn for the RK3588
 #                    NPU with rknn-toolkit2 in a venv (5.6 GB: torch); not run by CI
 #   make lint-yocto  oelint-adv over yocto/ and the kas files loaded by kas (offline)
+#   make lint-imports  no import circle between app/src's top-level modules, and the
+#                    absences of scripts/import-rules.txt (docs/ARCHITECTURE.md)
 #   make bench-events  event store and upstream drain figures (docs/events.md)
 #   make bench-record  pre-roll ring cost and clip write throughput (docs/recording.md)
 #
@@ -32,8 +41,8 @@ VIGIL := target/release/vigil
 LISTEN ?= 127.0.0.1:8080
 
 .PHONY: all deps model sample build run test system lint bench bench-store bench-events bench-record clean help \
-	deps-cross deps-test-cross cross test-cross deps-board image-qemu boot-qemu test-board flash rknn-venv rknn-model lint-yocto \
-	test-v4l test-vm-runner
+	deps-cross deps-test-cross cross test-cross deps-board image-qemu boot-qemu test-board flash rknn-venv rknn-model lint-yocto lint-imports \
+	test-v4l test-vm-runner bundle test-rauc test-ota
 
 all: build
 
@@ -47,8 +56,14 @@ model: $(MODEL)
 $(MODEL):
 	@bash scripts/fetch-model.sh
 
-sample: $(SAMPLE)
-$(SAMPLE):
+# fetch-sample.sh writes the clip and the raw streams derived from it; all
+# three are this rule's targets (grouped, one run makes all), so a cache that
+# kept the clip but lost a stream (a run stopped before ffmpeg was there)
+# makes them again instead of leaving the tests without bikes.h264.
+SAMPLE_STREAMS := $(VIGIL_CACHE_DIR)/media/bikes.h264 $(VIGIL_CACHE_DIR)/media/bikes.h265
+sample: $(SAMPLE) $(SAMPLE_STREAMS)
+$(SAMPLE) $(SAMPLE_STREAMS) &:
+	@bash scripts/install-deps.sh media
 	@bash scripts/fetch-sample.sh
 
 build: deps
@@ -59,9 +74,13 @@ run: deps model sample build
 	mkdir -p $(VIGIL_CACHE_DIR)/data
 	$(VIGIL) run --camera $(SAMPLE) --data-dir $(VIGIL_CACHE_DIR)/data --listen $(LISTEN) --status-every 10
 
-# The whole suite: unit tests of the library, then black-box system tests
-# that run the real binary, then formatting and lints.
+# The whole suite: the offline checks that take seconds first (Yocto recipes
+# against Cargo.lock, import rules, formatting) so a stale file fails in a
+# minute, not after the half hour of tests; then unit tests of the library,
+# black-box system tests that run the real binary, and clippy.
 test: deps model sample
+	$(MAKE) lint-yocto lint-imports
+	$(CARGO) fmt --all -- --check
 	$(CARGO) test --release -p vigil
 	$(MAKE) system lint
 
@@ -72,12 +91,19 @@ system: deps model sample
 	$(CARGO) test --release -p vigil-system-tests -- --test-threads=1
 
 # Rust formatting and lints, then the Yocto recipes and kas files (offline).
-lint: lint-yocto
+lint: lint-yocto lint-imports
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
 lint-yocto:
 	bash scripts/lint-yocto.sh
+
+# No circle between the crate's top-level modules and none of the absences in
+# scripts/import-rules.txt breached (docs/ARCHITECTURE.md); the checker's own
+# tests first, so a checker that cannot fail does not pass.
+lint-imports:
+	python3 -m unittest discover -s scripts -p 'test_check_imports.py'
+	python3 scripts/check-imports.py app/src scripts/import-rules.txt
 
 # Figures, not assertions: decode, glue and inference throughput on the
 # sample clip, CPU-seconds per frame, peak RSS against the budget.
@@ -116,11 +142,19 @@ CROSS_CARGO := RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc \
 	CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc \
 	CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++ /usr/bin/cargo
 CROSS_VIGIL = $(or $(CARGO_TARGET_DIR),target)/$(CROSS_TARGET)/release/vigil
-# Unit tests skipped under emulation: reset_keeps_the_decoder_and_does_not_grow_memory
-# re-executes its own test binary (current_exe) to measure RSS alone, and an
-# aarch64 ELF started from inside qemu-user only runs through a qemu-aarch64
-# binfmt_misc handler, which containers usually lack (skipped only then).
-CROSS_TEST_SKIP := $(if $(wildcard /proc/sys/fs/binfmt_misc/qemu-aarch64),,\
+# Unit tests skipped under emulation:
+# - reset_keeps_the_decoder_and_does_not_grow_memory re-executes its own test
+#   binary (current_exe) to measure RSS alone, and an aarch64 ELF started from
+#   inside qemu-user only runs through a qemu-aarch64 binfmt_misc handler, which
+#   containers usually lack (skipped only then);
+# - detect_does_not_allocate_after_warm_up runs 22 SSD inferences, and one takes
+#   60 to 100 s emulated (measured 2026-12-07: the test alone ran past 7 minutes,
+#   and on CI it held the suite until the 90-minute limit). What it checks, no
+#   allocation outside the engine scope, is our code and the same on both
+#   targets; `make test` runs it natively. dog_jpg_gives_bicycle_dog_and_car
+#   still runs here: one inference through tract's aarch64 kernels.
+CROSS_TEST_SKIP := --skip detect::ssd::tests::detect_does_not_allocate_after_warm_up \
+	$(if $(wildcard /proc/sys/fs/binfmt_misc/qemu-aarch64),,\
 	--skip decode::openh264::tests::reset_keeps_the_decoder_and_does_not_grow_memory)
 
 deps-cross:
@@ -138,10 +172,10 @@ cross: deps-cross
 
 # The whole library suite, release like `make test`, and the integration tests
 # against the C doubles of the Rockchip libraries (hw_mpp, hw_npu). Emulated,
-# one SSD inference takes about 10 s; the library suite runs in about 4 to 4.5
-# minutes on 2 cores, hw_mpp (with its 500 resets and 100k frames) in about
-# 1 s and hw_npu in about 4 s, so all of them run. Building the test binaries
-# after `make cross` takes about 7 minutes more.
+# one SSD inference takes 60 to 100 s, so the one test that runs 22 of them is
+# skipped (CROSS_TEST_SKIP); the rest of the library suite runs in about 3.5
+# minutes on 2 cores (measured 2026-12-07), hw_mpp in 1 s, hw_npu in 6 s.
+# Building the test binaries after `make cross` takes about 9.5 minutes more.
 # The hw tests compile app/tests/fakes/*.c at run time with $$CC (default cc) and
 # dlopen the result, so the emulated test process needs the aarch64 compiler:
 # qemu-aarch64-static adds QEMU_SET_ENV's variables to the guest's environment,
@@ -226,10 +260,43 @@ boot-qemu: image-qemu
 
 # Tests vigil-ab (the A/B state RAUC's backend edits) on this machine, then
 # boots the image twice (normal boot, then rollback from an empty slot B) and
-# checks /api/status from outside; prints the boot-to-status times.
-test-board: image-qemu
-	bash board/common/test-vigil-ab.sh
+# checks /api/status from outside; prints the boot-to-status times. Then the
+# owner's set-up on a fresh image (test-setup.sh: setup code from the console
+# and the card, a camera and an NTP server from this machine, reboot, a
+# broken config, a static address that reverts); prints each step's time.
+test-board: image-qemu build
+	VIGIL_BIN='$(or $(CARGO_TARGET_DIR),target)/release/vigil' bash board/common/test-vigil-ab.sh
 	bash board/qemu-virt/test-boot.sh '$(QEMU_IMAGE_DIR)'
+	@bash scripts/install-deps.sh rtsp
+	bash board/qemu-virt/test-setup.sh '$(QEMU_IMAGE_DIR)'
+
+# An update bundle of the emulated board's root filesystem (docs/ota.md):
+# slot A's tree from the last image build (made first if there is none),
+# its vigil a copy of the cross binary stamped with VERSION, which is also
+# the manifest's version; default, the binary's own. Development keys are
+# made on first use in $(VIGIL_CACHE_DIR)/keys (scripts/dev-keys.sh).
+VERSION ?=
+bundle: deps-board cross
+	@[ -d '$(QEMU_IMAGE_DIR)/work/rootfs' ] || $(MAKE) --no-print-directory image-qemu
+	VIGIL_BIN='$(CROSS_VIGIL)' bash board/qemu-virt/build-bundle.sh '$(QEMU_IMAGE_DIR)' '$(VERSION)'
+
+# RAUC on a copy of the emulated board (board/qemu-virt/test-rauc.sh): four
+# bad bundles (foreign CA, wrong compatible, a flipped byte, truncated) are
+# refused and slot A stays primary; then a bundle of version
+# $(TEST_RAUC_VERSION) installs into slot B, which boots with that vigil.
+TEST_RAUC_VERSION := 99.0.0-rauc.test
+test-rauc: image-qemu
+	VIGIL_BIN='$(CROSS_VIGIL)' bash board/qemu-virt/build-bundle.sh '$(QEMU_IMAGE_DIR)' '$(TEST_RAUC_VERSION)'
+	bash board/qemu-virt/test-rauc.sh '$(QEMU_IMAGE_DIR)' '$(QEMU_IMAGE_DIR)/vigil-$(TEST_RAUC_VERSION).raucb'
+
+# Updates through vigil's HTTP API from outside the emulated board
+# (board/qemu-virt/test-ota.sh builds its bundles 0.2.0, 0.3.0 and a broken
+# 0.4.0 from the image's tree): refusals (no session or CSRF, over
+# max_bundle, RAUC's refusals), A -> B -> A with the probation passed, vigil's
+# RSS and threads flat during an upload, and a rollback from a vigil that
+# cannot start. One VM; prints each step's time.
+test-ota: image-qemu
+	VIGIL_BIN='$(CROSS_VIGIL)' bash board/qemu-virt/test-ota.sh '$(QEMU_IMAGE_DIR)'
 
 # The V4L2 camera source's tests need a kernel with V4L2, which this machine
 # lacks: cargo's runner for this one invocation is vm-runner.sh, which boots each

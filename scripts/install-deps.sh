@@ -14,6 +14,8 @@
 #   run       build + media + rtsp
 #   test      build + media + rtsp + upstream + promtool + browser
 #   all       everything (default)
+#   board     the emulated board (`make image-qemu`, `make bundle`): QEMU, U-Boot,
+#             genimage and filesystem tools, rauc and squashfs-tools (bundles), openssl
 #   cross     aarch64 cross build (`make cross`, `make test-cross`), not part of
 #             `all`: adds the arm64 dpkg architecture; Debian's rustc-web/cargo-web
 #             (/usr/bin/rustc, /usr/bin/cargo) with the arm64 std, the aarch64 gcc/g++
@@ -67,8 +69,10 @@ PKGS_cross=(rustc-web cargo-web libstd-rust-web-dev:arm64
   gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross
   linux-libc-dev-arm64-cross libclang-dev
   libc6:arm64 libstdc++6:arm64 qemu-user-static file)
+# rauc and squashfs-tools build and sign `make bundle`'s update bundles (rauc
+# bundle runs mksquashfs); openssl makes the development keys (dev-keys.sh).
 PKGS_board=(qemu-system-arm u-boot-qemu u-boot-tools cpio kmod genimage mtools
-  dosfstools e2fsprogs fdisk curl)
+  dosfstools e2fsprogs fdisk curl rauc squashfs-tools openssl)
 # The events issue's delivery tests: a real MQTT broker and subscriber.
 PKGS_upstream=(mosquitto mosquitto-clients)
 PKGS_rtsp=(python3-gi gir1.2-gst-rtsp-server-1.0

@@ -13,10 +13,10 @@ use vigil::config::Config;
 use vigil::detect::BBox;
 use vigil::events::Event;
 use vigil::metrics::OutputMetrics;
+use vigil::pipeline::events::{DrawnBox, EventJob, EventWriter, JobQueue};
 use vigil::pool::Pool;
 use vigil::queue::WhenFull;
 use vigil::snapshot::{JpegWriter, SnapshotBuf};
-use vigil::store::writer::{DrawnBox, EventJob, EventWriter, JobQueue};
 use vigil::store::{Batch, Sink, Store, StoreLimits};
 
 const BBOX: BBox = BBox {
@@ -89,7 +89,7 @@ fn store_events(dir: &std::path::Path, n: u64, snap: bool, sinks: [bool; 2]) -> 
             event: Event {
                 id,
                 camera: 0,
-                unix_ms: vigil::store::now_unix_ms(),
+                unix_ms: vigil::clock::now_unix_ms(),
                 pts_us: 0,
                 class_id: 1,
                 class_name: "person",
@@ -182,14 +182,16 @@ fn main() {
         .unwrap();
     let (trigger, shutdown) = vigil::shutdown::channel();
     let start = Instant::now();
-    vigil::upstream::spawn(
+    vigil::upstream::spawn_with_clips(
         &rt,
         &config.upstream,
+        vigil::config::ClipDelivery::Link,
         store.clone(),
         Arc::new(OutputMetrics::default()),
         Arc::new(tokio::sync::Notify::new()),
         shutdown,
         JpegWriter::capacity_for(1280, 720),
+        vigil::disk::Disk::start("bench-disk", vigil::disk::QUEUE).unwrap(),
     )
     .unwrap();
     while store.totals().outbox_events[Sink::Http as usize] > 0 {

@@ -18,12 +18,18 @@ use crate::hw::Backend;
 use crate::metrics::Registry;
 use std::fmt;
 
-/// Pictures the software H.264 decoder keeps internally (reference and
-/// reorder buffers with their padding), in units of one I420 picture at the
-/// camera's maximum resolution. openh264 sizes its picture pool from the
-/// stream's max_num_ref_frames (at most 16) plus reordering slack; measured
-/// RSS growth decoding 1080p High profile fits well inside this.
-pub const SOFTWARE_DECODER_PICTURES: u64 = 20;
+/// What the software H.264 decoder holds, in units of one I420 picture at
+/// the camera's maximum resolution: openh264's padded reference and reorder
+/// pictures (as many as the stream's max_num_ref_frames, up to 16, plus
+/// slack), its per-macroblock state, and the decoder thread's malloc arena.
+/// Measured by tests/tests/budget.rs on a 1920x1080 High-profile stream
+/// with 16 reference frames (the most H.264 allows, so the worst a camera
+/// within `max_resolution` can ask for): four cameras used 127 MiB RSS more
+/// per camera than one (660 against 279 MiB); less the camera's frame pool,
+/// packet pool and pre-roll ring (28 MiB, resident at start) that leaves
+/// 99 MiB, 33.4 pictures of 1920x1080. The old figure, 20, was 59 MiB: the
+/// four-camera run went 47 MiB over the whole budget.
+pub const SOFTWARE_DECODER_PICTURES: u64 = 36;
 
 /// Inference engine memory per loaded model, as a multiple of the model
 /// file: tract keeps the weights (f32, as in the frozen graph) plus its
@@ -34,8 +40,11 @@ pub const MODEL_FILE_FACTOR_PERCENT: u64 = 150;
 
 /// The extra, transient memory of loading one model (parsing the protobuf
 /// and optimising the graph), as a multiple of the file. Models load one at
-/// a time before any frame flows, so this is counted once: the measured
-/// high-water mark while loading SSD-MobileNetV2 is 191 MiB.
+/// a time before any pool, ring or decoder picture exists, and the garbage
+/// is returned (`malloc_trim`) before those are allocated, so this counts
+/// toward the peak while loading ([`Budget::loading`]), not on top of the
+/// running pipeline: the measured high-water mark while loading
+/// SSD-MobileNetV2 is 191 MiB.
 pub const MODEL_LOAD_EXTRA_PERCENT: u64 = 100;
 
 /// Inference scratch per worker (activations of SSD-MobileNetV2 at 300x300
@@ -72,6 +81,58 @@ pub const UPSTREAM_CLIENT_BYTES: u64 = 256 << 10;
 /// Stack memory counted per thread (what is touched, not the reservation).
 pub const THREAD_STACK_BYTES: u64 = 256 << 10;
 
+/// The packet size a camera gets when `packet_size` is not set: what the
+/// camera test accepts as a key frame for a camera not saved yet.
+const DEFAULT_PACKET_SIZE: u64 = 1 << 20;
+
+/// The settings page's camera test (`camera_probe`), held only while one
+/// runs and one at a time: the key frame retina assembled (at most the
+/// largest `packet_size`), the throwaway decoder (at most
+/// `camera_probe::DECODER_BYTES`, checked from the SPS before it exists),
+/// the preview picture, its JPEG buffer and the answer.
+fn camera_test(config: &Config) -> BudgetLine {
+    use crate::camera_probe::{picture::JPEG_CAPACITY, ANSWER_CAP, DECODER_BYTES, PREVIEW};
+    let key_frame = config
+        .cameras
+        .iter()
+        .map(|c| c.packet_size as u64)
+        .fold(DEFAULT_PACKET_SIZE, u64::max);
+    let preview = crate::snapshot::SnapshotBuf::bytes_for(PREVIEW.0, PREVIEW.1) as u64;
+    let buffers = preview + JPEG_CAPACITY as u64 + ANSWER_CAP as u64;
+    BudgetLine {
+        component: "camera test",
+        detail: format!(
+            "key frame {} + decoder {} + preview {}x{}, JPEG and answer {}",
+            human(key_frame),
+            human(DECODER_BYTES),
+            PREVIEW.0,
+            PREVIEW.1,
+            human(buffers)
+        ),
+        bytes: key_frame + DECODER_BYTES + buffers,
+    }
+}
+
+/// System updates (`crate::update`): the RAUC client while it installs
+/// (vigil's child, so in its cgroup) and the fixed buffers its output is
+/// read through. The upload itself passes through its connection's buffers
+/// one chunk at a time (the web line) to the data partition, never into
+/// memory. An install holds the camera test's permit (one of the two at a
+/// time), so the line is only what it needs beyond that reserve.
+fn update(camera_test: &BudgetLine) -> BudgetLine {
+    use crate::update::{rauc::OUTPUT_BYTES, RAUC_CLIENT_BYTES};
+    let needs = RAUC_CLIENT_BYTES + OUTPUT_BYTES as u64;
+    BudgetLine {
+        component: "update",
+        detail: format!(
+            "RAUC client {} + its output {}, in the camera test's reserve (one at a time)",
+            human(RAUC_CLIENT_BYTES),
+            human(OUTPUT_BYTES as u64)
+        ),
+        bytes: needs.saturating_sub(camera_test.bytes),
+    }
+}
+
 /// One budget line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BudgetLine {
@@ -88,6 +149,9 @@ pub struct BudgetLine {
 pub struct Budget {
     /// One line per component.
     pub lines: Vec<BudgetLine>,
+    /// The peak while the models load: the runtime, the loaded models and
+    /// the one being parsed; no pool, ring or picture exists yet.
+    pub loading: u64,
     /// The configured limit.
     pub limit: u64,
 }
@@ -97,11 +161,13 @@ impl Budget {
     /// `model_bytes`.
     pub fn compute(config: &Config, backend: Backend, model_bytes: u64) -> Budget {
         let mut lines = Vec::new();
+        let mut loading = 0u64;
         let mut frames = 0u64;
         let mut packets = 0u64;
         let mut decoders = 0u64;
         let hardware = backend == Backend::Hardware;
         let mut v4l2_buffers = 0u64;
+        let mut mjpeg_cameras = 0usize;
         for cam in &config.cameras {
             let picture = FrameBuf::bytes_for(cam.max_width, cam.max_height) as u64;
             packets += cam.packet_pool as u64 * cam.packet_size as u64;
@@ -111,16 +177,18 @@ impl Budget {
             }
             if cam.v4l2.is_some() && !cam.compressed() {
                 // V4L2 pictures are converted into CPU frames under either
-                // backend; only MJPEG decodes, into a transient RGB picture.
+                // backend; only MJPEG decodes, in jpeg-decoder's transient
+                // buffers, allocated per frame (it cannot decode into ours)
+                // and bounded by max_resolution (convert::jpeg_header).
                 frames += cam.frame_pool as u64 * picture;
                 let mjpeg = cam.v4l2.as_ref().is_some_and(|r| {
-                    matches!(
-                        r.format,
-                        None | Some(crate::source::v4l2::PixelFormat::Mjpeg)
-                    )
+                    matches!(r.format, None | Some(crate::config::PixelFormat::Mjpeg))
                 });
                 if mjpeg {
-                    decoders += 3 * cam.max_width as u64 * cam.max_height as u64;
+                    mjpeg_cameras += 1;
+                    decoders += crate::source::v4l2::convert::MJPEG_DECODE_BYTES_PER_PIXEL
+                        * cam.max_width as u64
+                        * cam.max_height as u64;
                 }
             } else if hardware {
                 // The pipeline's frames are MPP's: counted in the group.
@@ -159,18 +227,25 @@ impl Budget {
             }),
             bytes: packets,
         });
+        let mut detail = if hardware {
+            format!(
+                "{} x MPP group of {} NV12 frames (16-aligned)",
+                config.cameras.iter().filter(|c| c.compressed()).count(),
+                config.hardware.decoder_buffers
+            )
+        } else {
+            let decoding = config.cameras.iter().filter(|c| c.compressed()).count();
+            format!("{decoding} x {SOFTWARE_DECODER_PICTURES} reference pictures")
+        };
+        if mjpeg_cameras > 0 {
+            detail += &format!(
+                " + {mjpeg_cameras} x MJPEG decoding ({} B/pixel, allocated per frame)",
+                crate::source::v4l2::convert::MJPEG_DECODE_BYTES_PER_PIXEL
+            );
+        }
         lines.push(BudgetLine {
             component: "decoders",
-            detail: if hardware {
-                format!(
-                    "{} x MPP group of {} NV12 frames (16-aligned)",
-                    config.cameras.iter().filter(|c| c.compressed()).count(),
-                    config.hardware.decoder_buffers
-                )
-            } else {
-                let decoding = config.cameras.iter().filter(|c| c.compressed()).count();
-                format!("{decoding} x {SOFTWARE_DECODER_PICTURES} reference pictures")
-            },
+            detail,
             bytes: decoders,
         });
         let workers = config.detector.workers as u64;
@@ -201,15 +276,20 @@ impl Budget {
                 ),
                 bytes: workers * ENGINE_SCRATCH_BYTES,
             });
+            // The load's transient is not a line: it is gone (trimmed)
+            // before the pools exist; `loading` prices that moment.
             lines.push(BudgetLine {
-            component: "model",
-            detail: format!(
-                "{} x ({workers} worker(s) x {MODEL_FILE_FACTOR_PERCENT}% + {MODEL_LOAD_EXTRA_PERCENT}% while loading) ({})",
-                human(model_bytes),
-                config.detector.model.display()
-            ),
-            bytes: model_bytes * (workers * MODEL_FILE_FACTOR_PERCENT + MODEL_LOAD_EXTRA_PERCENT) / 100,
+                component: "model",
+                detail: format!(
+                    "{} x {workers} worker(s) x {MODEL_FILE_FACTOR_PERCENT}% ({})",
+                    human(model_bytes),
+                    config.detector.model.display()
+                ),
+                bytes: model_bytes * workers * MODEL_FILE_FACTOR_PERCENT / 100,
             });
+            loading = FIXED_OVERHEAD_BYTES
+                + model_bytes * (workers * MODEL_FILE_FACTOR_PERCENT + MODEL_LOAD_EXTRA_PERCENT)
+                    / 100;
         }
         let queue_slots: usize = config
             .cameras
@@ -248,23 +328,34 @@ impl Budget {
             + web.max_body as u64;
         let sse = web.max_sse_clients as u64 * (web.sse_queue as u64 + 1) * SSE_MESSAGE_BYTES
             + (n as u64 + 1) * SSE_MESSAGE_BYTES;
+        // The response buffers documents are built in, all lent at once.
+        let bodies = (crate::web::bodies::BUFFERS
+            * crate::web::bodies::Bodies::size_for(config.cameras.len()))
+            as u64;
         lines.push(BudgetLine {
             component: "web",
             detail: format!(
-                "{} connection(s) x {} + {} stream(s) x {} messages",
+                "{} connection(s) x {} + {} stream(s) x {} messages + {} response buffers x {}",
                 web.max_connections,
                 human(per_connection),
                 web.max_sse_clients,
-                web.sse_queue
+                web.sse_queue,
+                crate::web::bodies::BUFFERS,
+                human(crate::web::bodies::Bodies::size_for(config.cameras.len()) as u64)
             ),
             // A file being sent holds the chunk read and the one hyper is
             // writing.
             bytes: web.max_connections as u64 * per_connection
                 + (crate::web::files::MAX_FILE_STREAMS * 2 * crate::web::files::CHUNK) as u64
+                + bodies
                 + sse
                 + (crate::web::history::SAMPLES * std::mem::size_of::<crate::web::history::Point>())
                     as u64,
         });
+        let test = camera_test(config);
+        let update = update(&test);
+        lines.push(test);
+        lines.push(update);
         let threads = thread_count(config) as u64;
         lines.push(BudgetLine {
             component: "fixed overhead",
@@ -275,13 +366,21 @@ impl Budget {
         });
         Budget {
             lines,
+            loading,
             limit: config.memory_limit,
         }
     }
 
-    /// The sum of every line.
-    pub fn total(&self) -> u64 {
+    /// The sum of every line: what the running pipeline holds.
+    pub fn running(&self) -> u64 {
         self.lines.iter().map(|l| l.bytes).sum()
+    }
+
+    /// The budget: the larger of the running pipeline and the moment the
+    /// models load (before any pool exists), so RSS never exceeds it, at
+    /// start or after.
+    pub fn total(&self) -> u64 {
+        self.running().max(self.loading)
     }
 
     /// Whether the total fits the limit.
@@ -305,10 +404,14 @@ pub fn mpp_frame_bytes(width: u32, height: u32) -> u64 {
 /// inference workers, the events thread and (when recording) the clip
 /// writer.
 pub fn thread_count(config: &Config) -> usize {
+    // main, the runtime's workers and its blocking thread, a thread per
+    // camera and per detector, the events thread, the disk thread, and the
+    // clip writer when recording.
     1 + config.io_threads
         + 1
         + config.cameras.len()
         + config.detector.workers
+        + 1
         + 1
         + usize::from(recording(config))
 }
@@ -348,7 +451,7 @@ fn events_out(config: &Config) -> BudgetLine {
     let pictures =
         e.snapshot_pool as u64 * SnapshotBuf::bytes_for(e.snapshot_width, e.snapshot_height) as u64;
     let jpeg = JpegWriter::capacity_for(e.snapshot_width, e.snapshot_height) as u64;
-    let jobs = (e.queue * std::mem::size_of::<crate::store::writer::EventJob>()) as u64;
+    let jobs = (e.queue * std::mem::size_of::<crate::pipeline::events::EventJob>()) as u64;
     let batch = crate::store::Batch::bytes_for(config.store.batch) as u64;
     let store = config.store.cache + STORE_OVERHEAD_BYTES;
     let upstreams =
@@ -423,6 +526,14 @@ impl fmt::Display for Budget {
             )?;
         }
         let total = self.total();
+        if self.loading > self.running() {
+            writeln!(
+                f,
+                "  {:<15} {:>10}  peak while the models load, before any pool",
+                "loading",
+                human(self.loading)
+            )?;
+        }
         writeln!(f, "  {:<15} {:>10}", "total", human(total))?;
         write!(
             f,
@@ -463,6 +574,18 @@ mod tests {
     }
 
     #[test]
+    fn an_update_fits_in_the_camera_test_s_reserve() {
+        let config = Config::parse("[[camera]]\nurl = \"a.h264\"\n", "t").unwrap();
+        let b = Budget::compute(&config, Backend::Software, 0);
+        let line = |c: &str| b.lines.iter().find(|l| l.component == c).expect(c).clone();
+        let (test, update) = (line("camera test"), line("update"));
+        let needs = crate::update::RAUC_CLIENT_BYTES + crate::update::rauc::OUTPUT_BYTES as u64;
+        assert!(test.bytes >= needs, "{test:?}");
+        assert_eq!(update.bytes, 0, "{update:?}");
+        assert!(update.detail.contains("one at a time"), "{update:?}");
+    }
+
+    #[test]
     fn web_line_follows_the_web_limits() {
         let web = |text: &str| {
             Budget::compute(&config(text), Backend::Software, 1 << 20)
@@ -494,6 +617,36 @@ mod tests {
         assert_eq!(line("tensors"), 3 * NPU_CONTEXT_BYTES, "{b}");
         assert_eq!(line("model"), 4 * (8 << 20), "{b}");
         assert!(b.fits(), "{b}");
+    }
+
+    #[test]
+    fn the_model_load_counts_once_and_only_if_it_is_the_peak() {
+        let c = config("[[camera]]\nurl = \"a.h264\"\nmax_resolution = \"320x240\"\n");
+        let model = |b: &Budget| {
+            b.lines
+                .iter()
+                .find(|l| l.component == "model")
+                .unwrap()
+                .bytes
+        };
+        // A small model: the running pipeline is the peak.
+        let small = Budget::compute(&c, Backend::Software, 8 << 20);
+        assert_eq!(model(&small), 12 << 20, "{small}");
+        assert_eq!(small.total(), small.running(), "{small}");
+        assert!(!small.to_string().contains("loading"), "{small}");
+        // A large one: loading it (150% kept + 100% garbage) is the peak.
+        let large = Budget::compute(&c, Backend::Software, 400 << 20);
+        assert_eq!(
+            large.loading,
+            FIXED_OVERHEAD_BYTES + (1000 << 20),
+            "{large}"
+        );
+        assert_eq!(large.total(), large.loading, "{large}");
+        assert!(large.total() > large.running());
+        assert!(
+            large.to_string().contains("peak while the models load"),
+            "{large}"
+        );
     }
 
     #[test]

@@ -6,30 +6,9 @@
 //! filled at start; an access unit larger than that is refused with
 //! [`PacketTooLarge`] and dropped by the caller, never grown into.
 
-/// Video codecs vigil understands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Codec {
-    /// H.264 / AVC.
-    H264,
-    /// H.265 / HEVC.
-    H265,
-}
-
-impl Codec {
-    /// The lower-case name used in configs, logs and metrics labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Codec::H264 => "h264",
-            Codec::H265 => "h265",
-        }
-    }
-}
-
-impl std::fmt::Display for Codec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+// The codec enum lives with the bitstream code; packets are where most of
+// the crate meets it.
+pub use crate::codec::Codec;
 
 /// An access unit that does not fit its packet buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

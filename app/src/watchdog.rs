@@ -11,7 +11,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// `WDIOC_SETTIMEOUT`: `_IOWR('W', 6, int)`.
@@ -28,11 +28,14 @@ pub struct Watchdog {
 impl Watchdog {
     /// Opens `device` and, for a real watchdog, sets its timeout (a plain
     /// file, as in tests, takes pets only).
-    pub fn open(device: &Path, timeout: Duration) -> Result<Watchdog, String> {
+    pub fn open(device: &Path, timeout: Duration) -> Result<Watchdog, WatchdogError> {
         let file = OpenOptions::new()
             .write(true)
             .open(device)
-            .map_err(|e| format!("cannot open the watchdog {}: {e}", device.display()))?;
+            .map_err(|source| WatchdogError::Open {
+                device: device.to_path_buf(),
+                source,
+            })?;
         let is_device = file.metadata().map(|m| !m.is_file()).unwrap_or(false);
         if is_device {
             let mut seconds = timeout.as_secs().clamp(1, i32::MAX as u64) as libc::c_int;
@@ -66,6 +69,37 @@ impl Watchdog {
     }
 }
 
+/// Why the watchdog could not be armed.
+#[derive(Debug)]
+pub enum WatchdogError {
+    /// The device could not be opened for writing (absent, or no
+    /// permission).
+    Open {
+        /// The configured device.
+        device: PathBuf,
+        /// The open's error.
+        source: std::io::Error,
+    },
+}
+
+impl std::fmt::Display for WatchdogError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WatchdogError::Open { device, source } => {
+                write!(f, "cannot open the watchdog {}: {source}", device.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for WatchdogError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            WatchdogError::Open { source, .. } => Some(source),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +118,11 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         let e =
             Watchdog::open(Path::new("/nonexistent/watchdog"), Duration::from_secs(1)).unwrap_err();
-        assert!(e.contains("/nonexistent/watchdog"), "{e}");
+        assert!(
+            matches!(&e, WatchdogError::Open { source, .. }
+                if source.kind() == std::io::ErrorKind::NotFound),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("/nonexistent/watchdog"), "{e}");
     }
 }

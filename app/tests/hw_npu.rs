@@ -457,3 +457,83 @@ fn the_double_refuses_an_nc1hwc2_binding_other_than_the_native_attr() {
         assert_eq!(n.as_u64(), Some(0), "live {k}: {r}");
     }
 }
+
+/// The RGA double's releases that came after their fd's memory was freed.
+fn released_after_memory(r: &serde_json::Value) -> Vec<String> {
+    r["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .filter(|v| v.contains("was closed before its import was released"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Issue 16 item 13, the double's side: an import of the NPU input released
+/// after `rknn_destroy_mem` freed that input is reported, so the test below
+/// can fail.
+#[test]
+fn the_rga_double_catches_an_import_released_after_its_memory() {
+    let _turn = serial();
+    let doubles = Doubles::open();
+    let rga = Arc::new(RgaLib::load(Some(fakes())).unwrap());
+    let rknn = Arc::new(RknnLib::load(Some(fakes())).unwrap());
+    let model = RknnModel::load(rknn, &model_file("yolov5"), 1).expect("model");
+    let (w, h, _) = model.input_shape();
+    let input = RgaBuffer::import(rga, model.input_fd(), (w, h), (w, h), rga::FORMAT_RGB_888)
+        .expect("import the NPU input");
+    // The wrong order: the memory first, then the import pointing into it.
+    drop(model);
+    drop(input);
+    let r = doubles.rga();
+    let late = released_after_memory(&r);
+    assert_eq!(late.len(), 1, "{r}");
+    assert!(late[0].starts_with("releasebuffer_handle: handle "), "{r}");
+    assert_eq!(r["live"]["handles"], 0, "{r}");
+    assert_clean(&doubles.rknn());
+}
+
+/// Issue 16 item 13: `NpuDetector` releases the RGA import of its input (and
+/// of every decoder buffer) before the RKNN memory the input import points
+/// into.
+#[test]
+fn the_npu_detector_releases_its_input_import_before_the_model_memory() {
+    use std::os::fd::AsRawFd;
+    let _turn = serial();
+    let doubles = Doubles::open();
+    let rga = Arc::new(RgaLib::load(Some(fakes())).unwrap());
+    let rknn = Arc::new(RknnLib::load(Some(fakes())).unwrap());
+    let picture = nv12_picture(640, 368, 100);
+    let bytes = vec![100u8; 640 * 368 * 3 / 2];
+    let dma = DmaBuf {
+        fd: picture.as_raw_fd(),
+        source: 1,
+        generation: 0,
+    };
+    for detect in [false, true] {
+        let mut det = NpuDetector::new(
+            rknn.clone(),
+            rga.clone(),
+            &model_file("yolov5"),
+            1,
+            YoloLayout::Yolov5,
+            2,
+        )
+        .expect("detector");
+        if detect {
+            let mut out = Detections::new();
+            det.detect(nv12_view(&bytes, (640, 360, 640, 368), dma), 0.5, &mut out)
+                .expect("detect");
+            assert_eq!(out.len(), 1, "{out:?}");
+        }
+        drop(det);
+        let r = doubles.rga();
+        assert_eq!(released_after_memory(&r), Vec::<String>::new(), "{r}");
+        assert_clean(&r);
+        assert_clean(&doubles.rknn());
+    }
+    let r = doubles.rga();
+    assert_eq!(r["calls"]["importbuffer_fd"], 3, "{r}");
+    assert_eq!(r["calls"]["releasebuffer_handle"], 3, "{r}");
+}

@@ -1,6 +1,6 @@
 //! The Python predecessor's third leak was a write buffer whose task list
 //! was never cleared after a flush. This drives the real events thread
-//! (`store::writer::EventWriter`) with 100,000 events, flushed by size, by
+//! (`pipeline::events::EventWriter`) with 100,000 events, flushed by size, by
 //! time and at shutdown, into a store whose retention and outbox quota are
 //! both working, and checks that the process's memory stays flat.
 //!
@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use vigil::detect::BBox;
 use vigil::events::Event;
 use vigil::metrics::OutputMetrics;
+use vigil::pipeline::events::{DrawnBox, EventJob, EventWriter, JobQueue};
 use vigil::pool::Pool;
 use vigil::procstat::ProcSample;
 use vigil::queue::WhenFull;
 use vigil::snapshot::{JpegWriter, SnapshotBuf};
-use vigil::store::writer::{DrawnBox, EventJob, EventWriter, JobQueue};
 use vigil::store::{Batch, Store, StoreLimits};
 
 const EVENTS: u64 = 100_000;
@@ -99,7 +99,7 @@ fn memory_is_flat_over_100k_events_through_the_events_thread() {
             event: Event {
                 id,
                 camera: 0,
-                unix_ms: vigil::store::now_unix_ms(),
+                unix_ms: vigil::clock::now_unix_ms(),
                 pts_us: id as i64 * 40_000,
                 class_id: 1,
                 class_name: "person",

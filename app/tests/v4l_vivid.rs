@@ -17,13 +17,12 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vigil::alloc_count::{process_counts, CountingAllocator};
-use vigil::config::Config;
+use vigil::config::{Config, PixelFormat};
 use vigil::detect::{DetectError, Detections, Detector};
 use vigil::image::ImageRef;
 use vigil::metrics::{CameraMetrics, CameraState, DropReason};
 use vigil::pipeline::{software_parts, Pipeline};
 use vigil::procstat::ProcSample;
-use vigil::source::v4l2::PixelFormat;
 
 const VIVID: &str = "n_devs=1 node_types=0x1";
 
@@ -207,12 +206,12 @@ fn capture(format: &str, want: PixelFormat, stride: u32) {
     assert!(detected >= 10, "{detected}");
     assert_eq!(after.ours - before.ours, 0, "the capture path allocated");
     let mode = r.cam.v4l2.mode().expect("the negotiated mode is reported");
-    println!("negotiated: {mode}");
-    assert_eq!(mode.format, want);
+    println!("negotiated: {mode:?}");
+    assert_eq!(mode.format, want.as_str());
     // 700x500 is not offered: the nearest offered size that fits the
     // 800x600 frames is 640x480 (1280x720 does not fit).
     assert_eq!((mode.width, mode.height, mode.stride), (640, 480, stride));
-    assert!((mode.fps - 25.0).abs() < 0.01, "{mode}");
+    assert!((mode.fps - 25.0).abs() < 0.01, "{mode:?}");
     assert_eq!(mode.buffers, 4);
     assert_eq!(r.cam.v4l2.device().as_deref(), Some("/dev/video0"));
     let status = r.cam.status();
@@ -241,6 +240,7 @@ fn capture(format: &str, want: PixelFormat, stride: u32) {
         r.pipeline.events.clone(),
         vigil::web::auth::AuthConfig::default(),
         Instant::now(),
+        r.pipeline.disk.clone(),
     )
     .unwrap();
     let json = serde_json::to_value(vigil::web::api::camera(&web, 0, false)).unwrap();

@@ -14,6 +14,15 @@
 # u-boot.pflash and env.pflash (QEMU's two flash banks), and the parts.
 # Slot A holds the system; slot B is empty until an update writes it, so
 # the boot script's fallback to B fails over to A again (3 attempts each).
+# work/rootfs, the tree of slot A, stays for `make bundle`
+# (build-bundle.sh), which makes update bundles of it without a new disk.
+#
+# RAUC runs on the board as on a Debian system: Debian's arm64 rauc and
+# dbus-daemon with the shared libraries they need (debs_closure), the
+# modules verity bundles need (loop, dm-verity, squashfs), the board's
+# system.conf and, as its keyring, the development CA (scripts/dev-keys.sh,
+# made on first use in $VIGIL_CACHE_DIR/keys). /etc/rc.d/S30rauc starts the
+# system bus and `rauc service` (docs/ota.md).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -32,7 +41,7 @@ for f in "$VIGIL_BIN" "$MODEL" "$SAMPLE"; do
   [ -f "$f" ] || die "$f is missing (make cross model sample)"
 done
 for t in genimage mkfs.ext4 mkfs.vfat mcopy mkimage mkenvimage cpio depmod modprobe \
-  qemu-aarch64-static aarch64-linux-gnu-readelf; do
+  qemu-aarch64-static aarch64-linux-gnu-readelf openssl; do
   command -v "$t" >/dev/null || die "$t is missing (make deps-board deps-cross)"
 done
 
@@ -40,12 +49,15 @@ done
 . "$ROOT/board/qemu-virt/debs.sh"
 kernel_deb=$(debs_kernel)
 busybox_deb=$(debs_busybox)
+rauc_debs=$(debs_closure rauc dbus-daemon; debs_fetch_all rauc-service; debs_fetch_all dbus-system-bus-common)
+KEYS=$(bash "$ROOT/scripts/dev-keys.sh")
 
 WORK=$OUT/work
 rm -rf "$WORK"
-mkdir -p "$WORK/kernel" "$WORK/busybox"
+mkdir -p "$WORK/kernel" "$WORK/busybox" "$WORK/rauc"
 dpkg-deb -x "$kernel_deb" "$WORK/kernel"
 dpkg-deb -x "$busybox_deb" "$WORK/busybox"
+for deb in $rauc_debs; do dpkg-deb -x "$deb" "$WORK/rauc"; done
 KVER=$(ls "$WORK/kernel/lib/modules")
 IMAGE=$WORK/kernel/boot/vmlinuz-$KVER
 log "kernel $KVER, $(basename "$busybox_deb")"
@@ -55,7 +67,8 @@ depmod -b "$WORK/kernel" "$KVER"
 MODS=$WORK/modules
 mkdir -p "$MODS/lib/modules/$KVER"
 : > "$WORK/root-modules"
-for m in virtio_pci virtio_blk crc32c_generic ext4 virtio_net vfat nls_cp437 nls_ascii i6300esb; do
+for m in virtio_pci virtio_blk crc32c_generic ext4 virtio_net vfat nls_cp437 nls_ascii i6300esb \
+  loop dm-verity squashfs; do
   modprobe -d "$WORK/kernel" -S "$KVER" --show-depends "$m" | while read -r _ path _; do
     rel=${path#"$WORK/kernel/"}
     mkdir -p "$MODS/$(dirname "$rel")"
@@ -84,24 +97,42 @@ cp -a "$MODS/lib" "$RFS/"
 ln -sfn /run/log "$RFS/var/log"
 ln -sfn /run/resolv.conf "$RFS/etc/resolv.conf"
 install -m 0755 "$VIGIL_BIN" "$RFS/usr/bin/vigil"
-# vigil's shared libraries and the loader, from Debian's arm64 packages.
+# RAUC and the D-Bus system bus (rauc install talks to rauc service over it).
+install -m 0755 "$WORK/rauc/usr/bin/rauc" "$RFS/usr/bin/rauc"
+install -m 0755 "$WORK/rauc/usr/bin/dbus-daemon" "$RFS/usr/bin/dbus-daemon"
+install -D -m 0644 "$WORK/rauc/usr/share/dbus-1/system.conf" "$RFS/usr/share/dbus-1/system.conf"
+install -D -m 0644 "$WORK/rauc/usr/share/dbus-1/system.d/de.pengutronix.rauc.conf" \
+  "$RFS/usr/share/dbus-1/system.d/de.pengutronix.rauc.conf"
+install -D -m 0644 "$ROOT/board/qemu-virt/rauc-system.conf" "$RFS/etc/rauc/system.conf"
+install -m 0644 "$KEYS/ca.cert.pem" "$RFS/etc/rauc/ca.cert.pem"
+# GLib and libdbus find the system bus at /var/run/dbus/system_bus_socket.
+ln -sfn /run "$RFS/var/run"
+# Shared libraries and the loader, from Debian's arm64 packages: the host's
+# libc6:arm64 and libstdc++6:arm64 (vigil), and the packages debs_closure
+# unpacked into work/rauc (rauc, dbus-daemon).
+LIBDIRS="$MULTIARCH $WORK/rauc/usr/lib/aarch64-linux-gnu $WORK/rauc/lib/aarch64-linux-gnu"
 copy_needed() { # ELF
   aarch64-linux-gnu-readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | while read -r lib; do
     [ -e "$RFS/lib/$lib" ] && continue
-    [ -e "$MULTIARCH/$lib" ] || die "$lib (needed by $(basename "$1")) not in $MULTIARCH"
-    cp -L "$MULTIARCH/$lib" "$RFS/lib/$lib"
+    found=
+    for d in $LIBDIRS; do [ -e "$d/$lib" ] && { found=$d/$lib; break; }; done
+    [ -n "$found" ] || die "$lib (needed by $(basename "$1")) not in $LIBDIRS"
+    cp -L "$found" "$RFS/lib/$lib"
     copy_needed "$RFS/lib/$lib"
   done
 }
 copy_needed "$RFS/usr/bin/vigil"
+copy_needed "$RFS/usr/bin/rauc"
+copy_needed "$RFS/usr/bin/dbus-daemon"
 cp -L "$MULTIARCH/ld-linux-aarch64.so.1" "$RFS/lib/"
 install -D -m 0644 "$MODEL" "$RFS/usr/share/vigil/models/ssd_mobilenet_v2_coco.pb"
 install -D -m 0644 "$SAMPLE" "$RFS/usr/share/vigil/sample.mp4"
 cp -a "$ROOT/rootfs-overlay/." "$RFS/"
 cp -a "$ROOT/board/qemu-virt/overlay/." "$RFS/"
 install -m 0755 "$ROOT/board/common/vigil-ab" "$RFS/usr/sbin/vigil-ab"
-printf 'root:x:0:0:root:/root:/bin/sh\n' > "$RFS/etc/passwd"
-printf 'root:x:0:\nvideo:x:44:\n' > "$RFS/etc/group"
+# messagebus: the user dbus-daemon drops to (system.conf's <user>).
+printf 'root:x:0:0:root:/root:/bin/sh\nmessagebus:x:100:101::/nonexistent:/bin/false\n' > "$RFS/etc/passwd"
+printf 'root:x:0:\nvideo:x:44:\nmessagebus:x:101:\n' > "$RFS/etc/group"
 version=$(qemu-aarch64-static "$VIGIL_BIN" version 2>/dev/null || true)
 printf 'board=qemu-virt\n%s\nbuilt=%s\n' "${version:-vigil unknown}" "$(date -u +%FT%TZ)" > "$RFS/etc/vigil-release"
 cp "$IMAGE" "$RFS/boot/Image"
@@ -114,10 +145,14 @@ mkfs.ext4 -q -F -L rootfs_b -d "$WORK/empty" "$WORK/rootfs_b.ext4" 384M
 mkfs.ext4 -q -F -L data -d "$WORK/empty" "$WORK/data.ext4" 256M
 mkimage -A arm64 -O linux -T script -C none -n "vigil A/B" \
   -d "$ROOT/board/common/boot.cmd" "$WORK/boot.scr" >/dev/null
-printf 'BOOT_ORDER=A B\nBOOT_A_LEFT=3\nBOOT_B_LEFT=3\n' > "$WORK/vigil-ab.env"
+# The A/B state's two copies (docs/decisions/0009-ab-state.md), in the
+# format of U-Boot's `env export -c -s 0x200`, which mkenvimage -p 0 writes
+# byte for byte (names sorted, as U-Boot exports them).
+printf 'BOOT_A_LEFT=3\nBOOT_B_LEFT=3\nBOOT_ORDER=A B\n' | mkenvimage -p 0 -s 512 -o "$WORK/vigil-ab.0" -
+cp "$WORK/vigil-ab.0" "$WORK/vigil-ab.1"
 rm -f "$WORK/boot.vfat"
 mkfs.vfat -n BOOT -C "$WORK/boot.vfat" $((32 * 1024)) >/dev/null
-mcopy -i "$WORK/boot.vfat" "$WORK/boot.scr" "$WORK/vigil-ab.env" \
+mcopy -i "$WORK/boot.vfat" "$WORK/boot.scr" "$WORK/vigil-ab.0" "$WORK/vigil-ab.1" \
   "$ROOT/board/qemu-virt/vigil-board.env" ::
 
 sed "s|@WORK@|$WORK|g" "$ROOT/board/qemu-virt/genimage.cfg" > "$WORK/genimage.cfg"

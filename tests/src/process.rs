@@ -74,6 +74,8 @@ pub struct Vigil {
     log: Arc<(Mutex<Log>, Condvar)>,
     /// Its data directory when the test did not choose one (removed at drop).
     _data_dir: Option<crate::media::TempDir>,
+    /// Where its data is (`--data-dir`), to read the setup code from.
+    data_path: Option<PathBuf>,
 }
 
 impl Vigil {
@@ -96,6 +98,36 @@ impl Vigil {
         ])
     }
 
+    /// [`Vigil::run`], then waits for the web interface and claims it
+    /// ([`Vigil::web_addr`]): the harness's usual start for a test that
+    /// talks HTTP to vigil.
+    pub fn serve(cfg: &Path, data: &Path) -> (Vigil, std::net::SocketAddr) {
+        let v = Vigil::run(cfg, data);
+        let addr = v.web_addr();
+        (v, addr)
+    }
+
+    /// [`Vigil::run`] and the web address, left unclaimed (no admin
+    /// password set, no session): for tests of the setup and login.
+    pub fn serve_unclaimed(cfg: &Path, data: &Path) -> (Vigil, std::net::SocketAddr) {
+        let v = Vigil::run(cfg, data);
+        let addr = v.web_addr_unclaimed();
+        (v, addr)
+    }
+
+    /// Starts `vigil run` on the config file `cfg` with a `status camera=...`
+    /// line per camera every second (read with [`Vigil::wait_status`]), a
+    /// fresh data directory and an ephemeral port.
+    pub fn run_with_status(cfg: &Path) -> Vigil {
+        Vigil::start(&[
+            "run",
+            "--config",
+            cfg.to_str().expect("utf-8 config path"),
+            "--status-every",
+            "1",
+        ])
+    }
+
     /// Starts with extra environment variables. A `run` without `--listen`
     /// gets an ephemeral port (see [`Vigil::web_addr`]) and one without
     /// `--data-dir` a fresh temporary directory, so tests never share a port
@@ -104,6 +136,11 @@ impl Vigil {
         let mut cmd = Command::new(binary());
         cmd.args(args);
         let mut data_dir = None;
+        let mut data_path = args
+            .iter()
+            .position(|a| *a == "--data-dir")
+            .and_then(|i| args.get(i + 1))
+            .map(PathBuf::from);
         if args.first() == Some(&"run") {
             if !args.contains(&"--listen") {
                 cmd.args(["--listen", "127.0.0.1:0"]);
@@ -111,6 +148,7 @@ impl Vigil {
             if !args.contains(&"--data-dir") {
                 let d = crate::media::TempDir::new("data");
                 cmd.arg("--data-dir").arg(&d.0);
+                data_path = Some(d.0.clone());
                 data_dir = Some(d);
             }
         }
@@ -146,11 +184,37 @@ impl Vigil {
             child,
             log,
             _data_dir: data_dir,
+            data_path,
         }
     }
 
-    /// The web interface's address, from the start-up log line.
+    /// The web interface's address, claimed for the tests: set up with the
+    /// setup code (or logged in, on a restart) by [`crate::login::claim`],
+    /// so every harness request to it carries the admin session.
     pub fn web_addr(&self) -> std::net::SocketAddr {
+        let addr = self.web_addr_unclaimed();
+        let code = self
+            .data_path
+            .as_deref()
+            .and_then(crate::login::setup_code)
+            .or_else(|| {
+                // Not readable from here (a tmpfs in vigil's own mount
+                // namespace): the log says it too.
+                self.lines_matching(|l| l.contains("the setup code "))
+                    .iter()
+                    .find_map(|l| crate::login::code_in_log_line(l))
+            });
+        crate::login::claim_with_code(addr, code);
+        addr
+    }
+
+    /// The data directory (`--data-dir`, or the one the harness made).
+    pub fn data_dir(&self) -> Option<&Path> {
+        self.data_path.as_deref()
+    }
+
+    /// The web interface's address, from the start-up log line.
+    pub fn web_addr_unclaimed(&self) -> std::net::SocketAddr {
         let line = self.wait_for_line(Duration::from_secs(60), |l| {
             l.contains("web interface on http://")
         });

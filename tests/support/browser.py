@@ -2,7 +2,7 @@
 """Drive headless Chromium over the DevTools Protocol (python3 standard library only).
 
     python3 browser.py --url URL --until JS_EXPR [--timeout 30] [--screenshot OUT.png]
-                       [--window 1280x900] [--eval JS_EXPR]...
+                       [--window 1280x900] [--then JS_EXPR]... [--eval JS_EXPR]...
 
 Why: `chromium --headless --dump-dom --timeout=N` dumps the DOM before the page's fetch()
 calls have completed when the page holds an open EventSource (SSE) stream, so black-box tests
@@ -10,17 +10,20 @@ of the status page evaluate JavaScript in the live page instead.
 
 Starts /usr/bin/chromium ($CHROMIUM overrides) with a fresh profile, connects to the page
 target (minimal RFC 6455 WebSocket), navigates to URL and evaluates JS_EXPR every 250 ms
-until it is truthy (JS truthiness; a promise is awaited) or --timeout seconds pass. Then it
+until it is truthy (JS truthiness; a promise is awaited) or --timeout seconds pass. Each
+--then is then polled the same way, in order, within the same --timeout (a step that acts and
+returns true runs once; a wait returns its condition); the first that times out stops them. Then it
 writes a PNG of the viewport (exactly --window) and evaluates each --eval.
 
 stdout gets ONE JSON object:
-  {"ok": bool, "elapsed_ms": n, "until": last value of JS_EXPR, "evals": [values...],
+  {"ok": bool, "elapsed_ms": n, "until": last value of JS_EXPR, "then": [last value of each
+   --then reached], "evals": [values...],
    "exceptions": [...], "console_errors": [...], "network_errors": [...]}
 A value that threw is {"error": message}. exceptions: uncaught page exceptions and unhandled
 rejections; console_errors: console.error() and non-network Log errors; network_errors: Log
 entries of source "network" (4xx/5xx loads, including Chromium's own /favicon.ico request) and
 a failed navigation. Each is {"text", "url", "line" (1-based or null)}.
-Exit status: 0 the condition became truthy, 1 it timed out, 2 driver failure (chromium missing
+Exit status: 0 the condition (and every --then) became truthy, 1 it timed out, 2 driver failure (chromium missing
 or crashed, hard limit of --timeout + 20 s; message on stderr, the JSON then has "error").
 Chromium's process group is always killed and its temporary profile removed.
 """
@@ -226,6 +229,23 @@ def pump(cdp, until):
     except Timeout:
         pass
 
+def poll(cdp, expr, not_yet, deadline):
+    """Evaluates expr every 250 ms until truthy (a promise is awaited): (truthy, last value)."""
+    wrapped = (f"(async () => {{ if ({not_yet}) return [false, null]; const v = await (\n{expr}\n);"
+               " try { JSON.stringify(v); return [!!v, v]; } catch (e) { return [!!v, String(v)]; } })()")
+    last = None
+    while True:
+        try:
+            ok, v = cdp.evaluate(wrapped, deadline)
+        except Timeout:  # page busy, or navigation still pending, until the end
+            return False, last
+        last = v[1] if ok else v
+        if ok and v[0]:
+            return True, last
+        if time.monotonic() >= deadline:
+            return False, last
+        pump(cdp, min(deadline, time.monotonic() + 0.25))
+
 def run(a, out, hard):
     w, h = (int(x) for x in a.window.lower().split("x"))
     cdp = CDP(page_ws_url(start_chromium(w, h, min(hard, time.monotonic() + 20)),
@@ -235,6 +255,10 @@ def run(a, out, hard):
         cdp.call(m)
     cdp.call("Emulation.setDeviceMetricsOverride",  # headless' viewport is smaller than its window
              {"width": w, "height": h, "deviceScaleFactor": 1, "mobile": False})
+    for c in a.cookies:  # e.g. the admin session: vigil shows data only when logged in
+        name, _, value = c.partition("=")
+        cdp.call("Network.setCookie", {"name": name, "value": value, "url": a.url,
+                                       "httpOnly": True, "sameSite": "Strict"})
     out["t0"] = t0 = time.monotonic()
     until_deadline = t0 + a.timeout
     try:
@@ -244,20 +268,13 @@ def run(a, out, hard):
     if nav.get("errorText"):
         cdp.network_errors.append({"text": f"navigation failed: {nav['errorText']}", "url": a.url, "line": None})
     not_yet = "location.href === 'about:blank'" if a.url != "about:blank" else "false"
-    until = (f"(async () => {{ if ({not_yet}) return [false, null]; const v = await (\n{a.until}\n);"
-             " try { JSON.stringify(v); return [!!v, v]; } catch (e) { return [!!v, String(v)]; } })()")
-    while True:
-        try:
-            ok, v = cdp.evaluate(until, until_deadline)
-        except Timeout:  # page busy, or navigation still pending, until the end
+    out["ok"], out["until"] = poll(cdp, a.until, not_yet, until_deadline)
+    for expr in a.thens if out["ok"] else []:  # each step in turn, within the same --timeout
+        ok, v = poll(cdp, expr, "false", until_deadline)
+        out["then"].append(v)
+        if not ok:
+            out["ok"] = False
             break
-        out["until"] = v[1] if ok else v
-        if ok and v[0]:
-            out["ok"] = True
-            break
-        if time.monotonic() >= until_deadline:
-            break
-        pump(cdp, min(until_deadline, time.monotonic() + 0.25))
     out["elapsed_ms"] = int((time.monotonic() - t0) * 1000)
     if a.screenshot:
         try:
@@ -282,10 +299,15 @@ def main():
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
     ap.add_argument("--screenshot", metavar="OUT.png")
     ap.add_argument("--window", default="1280x900", help="viewport WxH (default 1280x900)")
+    ap.add_argument("--then", action="append", default=[], dest="thens", metavar="JS_EXPR",
+                    help="after --until: each polled in turn until truthy (an action that returns "
+                         "true runs once); all share --timeout")
     ap.add_argument("--eval", action="append", default=[], dest="evals", metavar="JS_EXPR")
+    ap.add_argument("--cookie", action="append", default=[], dest="cookies", metavar="NAME=VALUE",
+                    help="a cookie set for --url before navigating")
     a = ap.parse_args()
     hard = time.monotonic() + a.timeout + 20
-    out = {"ok": False, "elapsed_ms": 0, "until": None, "evals": []}
+    out = {"ok": False, "elapsed_ms": 0, "until": None, "then": [], "evals": []}
     atexit.register(cleanup)
     def on_signal(signum, _frame):
         raise DriverError(f"signal {signum} (hard limit of --timeout + 20 s, or terminated)")

@@ -41,9 +41,9 @@ import socket
 import sys
 import time
 
-HEADER_PREFIX = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: "
-NORMAL_REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-IDLE_REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+HEADER_PREFIX = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+NORMAL_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+IDLE_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 PROBE_TIMEOUT = 2.0
 
 

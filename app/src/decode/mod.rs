@@ -9,6 +9,7 @@
 //! the MPP decoder hands over frames of its own fixed buffer group, which
 //! return to it when dropped, so the hardware path never copies a picture.
 
+pub mod limit;
 pub mod mpp;
 pub mod openh264;
 
@@ -54,6 +55,9 @@ pub enum DecodeError {
     /// Every decoder buffer stayed held downstream while the access unit
     /// waited: it was dropped rather than growing the buffer group.
     Stalled,
+    /// The decoder found the stream larger than the camera's
+    /// `max_resolution` (MPP's info change) and configured nothing for it.
+    TooLarge(limit::TooLarge),
 }
 
 impl std::fmt::Display for DecodeError {
@@ -68,6 +72,7 @@ impl std::fmt::Display for DecodeError {
             DecodeError::Stalled => f.write_str(
                 "hardware decoder stalled: every frame buffer is held downstream; access unit dropped",
             ),
+            DecodeError::TooLarge(t) => t.fmt(f),
         }
     }
 }

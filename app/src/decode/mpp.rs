@@ -7,10 +7,12 @@
 //! queue fills and `decode_put_packet` says so. The decoder then waits a
 //! bounded time for a buffer to come back and drops the access unit if none
 //! does ([`DecodeError::Stalled`], counted by the caller): a stall costs
-//! frames, never memory.
+//! frames, never memory. An info change to a picture over the camera's
+//! `max_resolution` configures nothing and is [`DecodeError::TooLarge`].
 
+use super::limit::TooLarge;
 use super::{DecodeError, DecodedPicture, Decoder, Picture};
-use crate::hw::mpp::{MppDecoder, MppError, Put};
+use crate::hw::mpp::{MppDecoder, MppError, PictureError, Put};
 use crate::hw::mpp_sys::MppLib;
 use crate::packet::{Codec, PacketBuf};
 use std::sync::Arc;
@@ -27,19 +29,28 @@ const STALL_WAITS: u32 = 50;
 pub struct MppVideoDecoder {
     mpp: MppDecoder,
     codec: Codec,
+    /// The camera's `max_resolution` (width, height).
+    max: (u32, u32),
 }
 
 impl MppVideoDecoder {
-    /// Creates the decoder for `codec` with a group of `buffers` frames.
-    pub fn new(lib: Arc<MppLib>, codec: Codec, buffers: usize) -> Result<Self, DecodeError> {
-        let mpp = MppDecoder::new(lib, codec, buffers).map_err(device)?;
-        Ok(MppVideoDecoder { mpp, codec })
+    /// Creates the decoder for `codec` with a group of `buffers` frames of
+    /// at most `max` (width, height).
+    pub fn new(
+        lib: Arc<MppLib>,
+        codec: Codec,
+        buffers: usize,
+        max: (u32, u32),
+    ) -> Result<Self, DecodeError> {
+        let mpp =
+            MppDecoder::new(lib, codec, buffers).map_err(|e| DecodeError::Device(e.to_string()))?;
+        Ok(MppVideoDecoder { mpp, codec, max })
     }
 
     /// Emits every picture MPP has ready; returns how many.
     fn drain(&mut self, emit: &mut dyn FnMut(DecodedPicture<'_>)) -> Result<usize, DecodeError> {
         let mut n = 0;
-        while let Some(picture) = self.mpp.next_picture().map_err(device)? {
+        while let Some(picture) = self.mpp.next_picture(self.max).map_err(picture_error)? {
             let pts_us = picture.pts;
             emit(DecodedPicture {
                 image: Picture::Mpp(picture),
@@ -53,6 +64,19 @@ impl MppVideoDecoder {
 
 fn device(e: MppError) -> DecodeError {
     DecodeError::Device(e.to_string())
+}
+
+fn picture_error(e: PictureError) -> DecodeError {
+    match e {
+        PictureError::Mpp(e) => device(e),
+        PictureError::Oversize(o) => DecodeError::TooLarge(TooLarge {
+            width: o.geometry.width,
+            height: o.geometry.height,
+            coded: None,
+            max_width: o.max.0,
+            max_height: o.max.1,
+        }),
+    }
 }
 
 impl Decoder for MppVideoDecoder {

@@ -58,6 +58,36 @@ pub fn new_software_decoder(codec: Codec) -> Result<Box<dyn Decoder>, DecodeErro
     }
 }
 
+/// Decodes the one H.264 key frame `data` (Annex-B, its parameter sets in
+/// front) with a decoder of its own, dropped on return, and lends the
+/// picture to `emit`. For the settings page's camera test, which sees one
+/// access unit and nothing after it: this decoder flushes after the call
+/// (a camera decoder must not, see the module doc), so a stream with
+/// reordering still yields its key frame at once. The caller checks the
+/// SPS against its memory limit first: OpenH264 sizes its pictures from it.
+pub fn decode_key_frame(data: &[u8], emit: &mut dyn FnMut(I420<'_>)) -> Result<(), DecodeError> {
+    let config = DecoderConfig::new().flush_after_decode(Flush::Flush);
+    let mut decoder =
+        ::openh264::decoder::Decoder::with_api_config(OpenH264API::from_source(), config).map_err(
+            |e| DecodeError::Corrupt(format!("cannot create the OpenH264 decoder: {e}")),
+        )?;
+    match decoder.decode(data) {
+        Ok(Some(yuv)) => match view(&yuv) {
+            Some(image) => {
+                emit(image);
+                Ok(())
+            }
+            None => Err(DecodeError::Corrupt(
+                "decoder returned malformed planes".to_owned(),
+            )),
+        },
+        Ok(None) => Err(DecodeError::Corrupt(
+            "the key frame decoded to no picture".to_owned(),
+        )),
+        Err(e) => Err(DecodeError::Corrupt(e.to_string())),
+    }
+}
+
 /// OpenH264 as a [`Decoder`].
 pub struct SoftwareH264 {
     decoder: ::openh264::decoder::Decoder,
@@ -326,7 +356,7 @@ mod tests {
         let mut input = packets(&mut src, 60);
         let mut d = SoftwareH264::new().unwrap();
         let mut errors = 0;
-        let mut rng = crate::source::backoff::XorShift64::new(11);
+        let mut rng = crate::backoff::XorShift64::new(11);
         // Garble units 5..20 (after their headers).
         for p in &mut input[5..20] {
             let data = p.as_mut_slice();

@@ -4,11 +4,13 @@
 //! [`Detections`] list; it owns its preallocated input tensor, so nothing here
 //! allocates per frame. The CPU backend (`ssd`) runs SSD-MobileNetV2-COCO with
 //! tract; the NPU backend (a later issue) runs RKNN models whose raw outputs are
-//! decoded by `yolo`, the same postprocessing this module tests on this machine.
+//! decoded by `yolo`, the same postprocessing this module tests on this machine,
+//! and mapped back to the picture through `letterbox`.
 
 pub mod anchors;
 pub mod cli;
 pub mod coco;
+pub mod letterbox;
 pub mod nms;
 pub mod preprocess;
 pub mod ssd;

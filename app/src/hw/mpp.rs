@@ -45,11 +45,100 @@ impl fmt::Display for MppError {
 
 impl std::error::Error for MppError {}
 
+/// Why [`MppDecoder::new`] failed; whatever it had made is released.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NewError {
+    /// `mpp_create` succeeded but gave no `MppApi`: nothing could be called
+    /// on the context, which was destroyed at once.
+    NoApi,
+    /// An MPP call failed.
+    Call(MppError),
+}
+
+impl fmt::Display for NewError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NewError::NoApi => write!(f, "MPP mpp_create gave a context without an MppApi"),
+            NewError::Call(e) => write!(f, "cannot create the MPP decoder: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for NewError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            NewError::NoApi => None,
+            NewError::Call(e) => Some(e),
+        }
+    }
+}
+
+impl From<MppError> for NewError {
+    fn from(e: MppError) -> NewError {
+        NewError::Call(e)
+    }
+}
+
 fn check(call: &'static str, code: i32) -> Result<(), MppError> {
     if code == 0 {
         Ok(())
     } else {
         Err(MppError { call, code })
+    }
+}
+
+/// An info change to a picture larger than the decoder's limit: refused
+/// before the buffer group was configured for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Oversize {
+    /// The geometry MPP asked buffers for.
+    pub geometry: Geometry,
+    /// The largest width and height the caller allows.
+    pub max: (u32, u32),
+}
+
+impl fmt::Display for Oversize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let g = &self.geometry;
+        write!(
+            f,
+            "MPP info change to {}x{} refused: the limit is {}x{}",
+            g.width, g.height, self.max.0, self.max.1
+        )
+    }
+}
+
+/// Why [`MppDecoder::next_picture`] gave no picture.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PictureError {
+    /// An MPP call failed.
+    Mpp(MppError),
+    /// The stream changed to a picture over the limit; nothing was
+    /// configured for it and the decoder waits (until a reset) for nothing.
+    Oversize(Oversize),
+}
+
+impl fmt::Display for PictureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PictureError::Mpp(e) => e.fmt(f),
+            PictureError::Oversize(o) => o.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for PictureError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PictureError::Mpp(e) => Some(e),
+            PictureError::Oversize(_) => None,
+        }
+    }
+}
+
+impl From<MppError> for PictureError {
+    fn from(e: MppError) -> Self {
+        PictureError::Mpp(e)
     }
 }
 
@@ -80,9 +169,13 @@ pub struct Geometry {
 struct Inner {
     lib: Arc<MppLib>,
     ctx: MppCtx,
+    /// NULL only while `MppDecoder::new` has not checked it yet.
     api: *mut MppApi,
     packet: MppPacket,
     group: MppBufferGroup,
+    /// `mpp_init` succeeded: only then may the context be reset (MPP
+    /// answers MPP_ERR_INIT before it).
+    inited: bool,
 }
 
 // SAFETY: MPP serialises calls on a context internally; its multi-thread
@@ -98,10 +191,13 @@ impl Drop for Inner {
         // SAFETY: every non-NULL handle was created by this Inner and is
         // released once, here, in the order rockchip-api.md gives: reset,
         // packet, context, then the group (MPP does not free an external
-        // group). NULL ones are what a failed `MppDecoder::new` left unmade.
+        // group). NULL ones are what a failed `MppDecoder::new` left unmade;
+        // a context whose init failed or never ran is not reset.
         unsafe {
-            if let Some(reset) = (*self.api).reset {
-                reset(self.ctx);
+            if self.inited {
+                if let Some(reset) = (*self.api).reset {
+                    reset(self.ctx);
+                }
             }
             if !self.packet.is_null() {
                 (lib.packet_deinit)(&mut self.packet);
@@ -111,6 +207,20 @@ impl Drop for Inner {
                 (lib.buffer_group_put)(self.group);
             }
         }
+    }
+}
+
+impl Inner {
+    /// `control(cmd, param)` through the vtable (`api` checked non-NULL).
+    fn control<T>(&self, name: &'static str, cmd: i32, param: *mut T) -> Result<(), MppError> {
+        // SAFETY: the vtable from mpp_create; `param` is what `cmd` takes.
+        let code = unsafe {
+            match (*self.api).control {
+                Some(control) => control(self.ctx, cmd, param.cast::<c_void>()),
+                None => -1,
+            }
+        };
+        check(name, code)
     }
 }
 
@@ -191,7 +301,7 @@ impl Drop for MppPicture {
 impl MppDecoder {
     /// Creates the decoder for `codec` with at most `buffers` frame buffers
     /// (reference pictures plus those held by the pipeline).
-    pub fn new(lib: Arc<MppLib>, codec: Codec, buffers: usize) -> Result<MppDecoder, MppError> {
+    pub fn new(lib: Arc<MppLib>, codec: Codec, buffers: usize) -> Result<MppDecoder, NewError> {
         let coding = match codec {
             Codec::H264 => sys::CODING_AVC,
             Codec::H265 => sys::CODING_HEVC,
@@ -200,11 +310,17 @@ impl MppDecoder {
         let mut api: *mut MppApi = ptr::null_mut();
         // SAFETY: out-pointers to locals; checked before use.
         check("mpp_create", unsafe { (lib.create)(&mut ctx, &mut api) })?;
+        // From here `Inner` owns the context: an early return destroys it.
+        let mut inner = Inner {
+            lib: lib.clone(),
+            ctx,
+            api,
+            packet: ptr::null_mut(),
+            group: ptr::null_mut(),
+            inited: false,
+        };
         if api.is_null() {
-            return Err(MppError {
-                call: "mpp_create",
-                code: -1,
-            });
+            return Err(NewError::NoApi);
         }
         let mut group: MppBufferGroup = ptr::null_mut();
         // SAFETY: out-pointer to a local; tag strings are 'static C strings.
@@ -217,22 +333,31 @@ impl MppDecoder {
                 TAG.as_ptr(),
             )
         };
-        let mut packet: MppPacket = ptr::null_mut();
-        // From here on `Inner` owns what exists and releases it on error.
-        let inner = Inner {
-            lib: lib.clone(),
-            ctx,
-            api,
-            packet,
-            group,
-        };
+        inner.group = group;
         check("mpp_buffer_group_get", got)?;
+        let mut packet: MppPacket = ptr::null_mut();
         // SAFETY: an empty packet made once and reused for every access unit.
-        check("mpp_packet_init", unsafe {
-            (lib.packet_init)(&mut packet, ptr::null_mut(), 0)
-        })?;
-        let mut inner = inner;
+        let made = unsafe { (lib.packet_init)(&mut packet, ptr::null_mut(), 0) };
         inner.packet = packet;
+        check("mpp_packet_init", made)?;
+        let mut one: u32 = 1;
+        // Output as soon as decoded, and keep decoding after stream errors
+        // (MPP #629, #927); both must be set before mpp_init.
+        inner.control(
+            "MPP_DEC_SET_IMMEDIATE_OUT",
+            sys::DEC_SET_IMMEDIATE_OUT,
+            &mut one,
+        )?;
+        inner.control(
+            "MPP_DEC_SET_DISABLE_ERROR",
+            sys::DEC_SET_DISABLE_ERROR,
+            &mut one,
+        )?;
+        // SAFETY: the context from mpp_create.
+        check("mpp_init", unsafe {
+            (lib.init)(inner.ctx, sys::MPP_CTX_DEC, coding)
+        })?;
+        inner.inited = true;
         let decoder = MppDecoder {
             inner: Arc::new(inner),
             buffers,
@@ -241,23 +366,6 @@ impl MppDecoder {
             generation: 0,
             errors: 0,
         };
-        let mut one: u32 = 1;
-        // Output as soon as decoded, and keep decoding after stream errors
-        // (MPP #629, #927); both must be set before mpp_init.
-        decoder.control(
-            "MPP_DEC_SET_IMMEDIATE_OUT",
-            sys::DEC_SET_IMMEDIATE_OUT,
-            &mut one,
-        )?;
-        decoder.control(
-            "MPP_DEC_SET_DISABLE_ERROR",
-            sys::DEC_SET_DISABLE_ERROR,
-            &mut one,
-        )?;
-        // SAFETY: the context from mpp_create.
-        check("mpp_init", unsafe {
-            (lib.init)(decoder.inner.ctx, sys::MPP_CTX_DEC, coding)
-        })?;
         // Never block the decoder thread in get_frame.
         let mut timeout: i64 = 0;
         decoder.control(
@@ -276,14 +384,7 @@ impl MppDecoder {
     }
 
     fn control<T>(&self, name: &'static str, cmd: i32, param: *mut T) -> Result<(), MppError> {
-        // SAFETY: the vtable from mpp_create; `param` is what `cmd` takes.
-        let code = unsafe {
-            match (*self.inner.api).control {
-                Some(control) => control(self.inner.ctx, cmd, param.cast::<c_void>()),
-                None => -1,
-            }
-        };
-        check(name, code)
+        self.inner.control(name, cmd, param)
     }
 
     /// Submits one access unit; MPP copies it, so `data` may be reused.
@@ -314,9 +415,10 @@ impl MppDecoder {
     }
 
     /// The next decoded picture, if one is ready. Info changes are handled
-    /// here (group resized to `buffers` frames of the new size); EOS and
-    /// broken frames are deinit'ed and skipped.
-    pub fn next_picture(&mut self) -> Result<Option<MppPicture>, MppError> {
+    /// here (group resized to `buffers` frames of the new size, unless the
+    /// new size exceeds `max`: [`PictureError::Oversize`]); EOS and broken
+    /// frames are deinit'ed and skipped.
+    pub fn next_picture(&mut self, max: (u32, u32)) -> Result<Option<MppPicture>, PictureError> {
         let lib = self.inner.lib.clone();
         loop {
             let mut frame: MppFrame = ptr::null_mut();
@@ -342,7 +444,7 @@ impl MppDecoder {
                         ver_stride: (lib.frame_get_ver_stride)(frame),
                         buf_size: (lib.frame_get_buf_size)(frame),
                     };
-                    let result = self.apply_info_change(g);
+                    let result = self.apply_info_change(g, max);
                     (lib.frame_deinit)(&mut frame);
                     result?;
                     continue;
@@ -376,7 +478,14 @@ impl MppDecoder {
         }
     }
 
-    fn apply_info_change(&mut self, g: Geometry) -> Result<(), MppError> {
+    /// Sizes the group for the stream's new geometry, after checking it
+    /// against `max`: the stream declares the size, so an oversize one is
+    /// refused before any buffer is configured (and MPP, not told the info
+    /// change is ready, outputs nothing until the next reset).
+    fn apply_info_change(&mut self, g: Geometry, max: (u32, u32)) -> Result<(), PictureError> {
+        if g.width > max.0 || g.height > max.1 {
+            return Err(PictureError::Oversize(Oversize { geometry: g, max }));
+        }
         let lib = &self.inner.lib;
         // SAFETY: our group; clear only frees buffers nobody holds.
         unsafe {
@@ -395,7 +504,8 @@ impl MppDecoder {
             "MPP_DEC_SET_INFO_CHANGE_READY",
             sys::DEC_SET_INFO_CHANGE_READY,
             ptr::null_mut::<c_void>(),
-        )
+        )?;
+        Ok(())
     }
 
     /// Drops everything queued inside the decoder (after a reconnect or a

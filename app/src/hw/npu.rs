@@ -15,9 +15,10 @@ use super::rga::{self, ImRect, RgaBuffer, RgaLib};
 use super::rknn::RknnModel;
 use super::rknn_sys::RknnLib;
 use crate::detect::coco::CocoLabels;
+use crate::detect::letterbox::Letterbox;
 use crate::detect::preprocess::check_image;
 use crate::detect::yolo::{
-    Letterbox, RawTensor, YoloPostprocess, Yolov5Head, Yolov8Head, YoloxHead, YOLOV5_COCO_ANCHORS,
+    RawTensor, YoloPostprocess, Yolov5Head, Yolov8Head, YoloxHead, YOLOV5_COCO_ANCHORS,
 };
 use crate::detect::{DetectError, Detections, Detector};
 use crate::image::{DmaBuf, ImageRef, Nv12};
@@ -55,11 +56,17 @@ struct Import {
 }
 
 /// A YOLO model on one NPU core, fed by RGA from dma-bufs.
+///
+/// Fields drop in declaration order, and that order is the teardown: the
+/// RGA imports (`input` points into `model`'s input memory) are released
+/// before `model` destroys that memory and its context. A release after the
+/// memory is gone leaves RGA a handle to freed memory (issue 16; the RGA
+/// double reports it).
 pub struct NpuDetector {
-    model: RknnModel,
-    rga: Arc<RgaLib>,
     input: RgaBuffer,
     imports: Vec<Import>,
+    model: RknnModel,
+    rga: Arc<RgaLib>,
     post: YoloPostprocess,
     layout: YoloLayout,
     /// Where the last picture went in the input: the border around it is
@@ -102,10 +109,10 @@ impl NpuDetector {
         )
         .map_err(engine)?;
         Ok(NpuDetector {
-            model,
-            rga,
             input,
             imports: Vec::with_capacity(imports.max(1)),
+            model,
+            rga,
             post: YoloPostprocess::new(w, h, CLASSES, IOU_THRESHOLD),
             layout,
             placed: None,

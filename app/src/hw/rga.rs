@@ -20,7 +20,7 @@
 //! `npu` checks before importing a picture.
 
 use super::loader::{Lib, LoadError};
-use crate::detect::yolo::Letterbox;
+use crate::detect::letterbox::Letterbox;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;

@@ -15,7 +15,7 @@
 //! - [`recorder`] puts the two together at run time: the decoder thread
 //!   copies each unit into its camera's ring, inference workers open and
 //!   extend clips, and one writer thread turns each clip's stretch of the
-//!   ring into a file.
+//!   ring into a file ([`ClipWriteError`] says why a file stopped).
 //! - [`mp4`] is the fragmented MP4 those files are: playable up to the last
 //!   whole fragment whatever happens to the process.
 //!
@@ -39,9 +39,11 @@ pub mod clip;
 pub mod mp4;
 pub mod recorder;
 pub mod ring;
+mod write_error;
 
 pub use clip::{Action, Actions, ClipConfig, ClipTracker, CloseReason};
 pub use ring::{Cursor, PacketRing, PushOutcome, ReadError, RingStats, UnitRef};
+pub use write_error::ClipWriteError;
 
 #[cfg(test)]
 mod tests;

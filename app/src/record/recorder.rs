@@ -28,6 +28,7 @@
 use super::clip::{Action, Actions, ClipConfig, ClipTracker, CloseReason};
 use super::mp4::{ClipMux, FragmentBuilder, Mp4Error};
 use super::ring::{Cursor, PacketRing, PushOutcome, ReadError};
+use super::write_error::ClipWriteError;
 use crate::config::RecordConfig;
 use crate::metrics::CameraMetrics;
 use crate::packet::{Codec, PacketBuf};
@@ -442,7 +443,7 @@ impl ClipWriter {
             // Whatever the builder holds is dropped with the clip's rest.
             self.builder.discard_pending();
             f.stopped = true;
-            rec.metrics.record.fail(&rec.metrics.name, &e);
+            rec.metrics.record.fail(&rec.metrics.name, &e.to_string());
         }
     }
 
@@ -504,19 +505,27 @@ fn append(
     f: &mut ClipFile,
     init: bool,
     metrics: &CameraMetrics,
-) -> Result<(), String> {
+) -> Result<(), ClipWriteError> {
     let Some(mux) = f.mux.as_mut() else {
-        return Err("clip has no stream yet".into());
+        return Err(ClipWriteError::NoStream);
     };
     let path = store.clip_path(f.id);
+    let write_error = |source| ClipWriteError::Write {
+        path: path.clone(),
+        source,
+    };
     if init {
-        let len = builder.init_segment(mux).map_err(|e| e.to_string())?.len() as u64;
+        let len = builder
+            .init_segment(mux)
+            .map_err(ClipWriteError::Mux)?
+            .len() as u64;
         reserve(store, f.id, &mut f.reserved, f.written, len)?;
-        let mut file =
-            File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-        let bytes = builder.init_segment(mux).map_err(|e| e.to_string())?;
-        file.write_all(bytes)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let mut file = File::create(&path).map_err(|source| ClipWriteError::Create {
+            path: path.clone(),
+            source,
+        })?;
+        let bytes = builder.init_segment(mux).map_err(ClipWriteError::Mux)?;
+        file.write_all(bytes).map_err(write_error)?;
         f.written += len;
         f.file = Some(file);
     }
@@ -525,10 +534,9 @@ fn append(
     let len = fragment.len() as u64;
     reserve(store, f.id, &mut f.reserved, f.written, len)?;
     let Some(file) = f.file.as_mut() else {
-        return Err(format!("{} is not open", path.display()));
+        return Err(ClipWriteError::NotOpen { path });
     };
-    file.write_all(fragment)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    file.write_all(fragment).map_err(write_error)?;
     f.written += len;
     metrics.record.units_written.add(units);
     metrics.record.bytes_written.add(len);
@@ -543,20 +551,18 @@ fn reserve(
     reserved: &mut u64,
     written: u64,
     len: u64,
-) -> Result<(), String> {
+) -> Result<(), ClipWriteError> {
     if written + len <= *reserved {
         return Ok(());
     }
     let chunk = len.max(RESERVE_CHUNK);
-    match store.clip_reserve(id, chunk, crate::store::now_unix_ms()) {
+    match store.clip_reserve(id, chunk, crate::clock::now_unix_ms()) {
         Ok(ClipGrant::Granted) => {
             *reserved += chunk;
             Ok(())
         }
-        Ok(ClipGrant::Evicted) => {
-            Err("the clip does not fit the store quota (store.max_bytes); it was deleted".into())
-        }
-        Err(e) => Err(e.to_string()),
+        Ok(ClipGrant::Evicted) => Err(ClipWriteError::Evicted),
+        Err(e) => Err(ClipWriteError::Store(Box::new(e))),
     }
 }
 

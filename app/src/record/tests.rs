@@ -3,7 +3,7 @@
 //! and closes within `max_length + silence` of monotonic time.
 
 use super::*;
-use crate::source::backoff::XorShift64;
+use crate::backoff::XorShift64;
 use std::collections::HashMap;
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! recorders dump, so they are the simplest way to feed a box a known stream.
 //! The file is read through one fixed buffer of [`READ_BUF_SIZE`] bytes,
 //! split into NAL units at start codes and grouped into access units (H.264
-//! 7.4.1.2.3, H.265 7.4.2.4.4): a new unit starts at an access unit
+//! 7.4.1.2.3, H.265 7.4.2.4.4, as [`crate::codec::NalHead`] reads them): a new unit starts at an access unit
 //! delimiter, parameter set, SEI (prefix SEI for H.265) or reserved
 //! "first NAL" type after a slice of the current unit, or at a slice that
 //! begins a picture (`first_mb_in_slice == 0`,
@@ -18,8 +18,8 @@
 //! the unit is a key frame (the sink needs to know before it lends). Nothing
 //! is allocated per unit.
 //!
-//! Timing comes from the first SPS's VUI (`num_units_in_tick`, `time_scale`),
-//! else [`DEFAULT_FPS`]; presentation times count units in decode order and
+//! Timing comes from the first SPS's VUI (`num_units_in_tick`, `time_scale`,
+//! read by [`crate::codec::parse_sps`]), else [`DEFAULT_FPS`]; presentation times count units in decode order and
 //! keep increasing across loops (each loop restarts at the file's first key
 //! frame, so it is no discontinuity). Damaged files never panic: bytes
 //! between start codes are passed on as they are (the decoder reports
@@ -31,6 +31,7 @@
 
 use super::sink::PacketSink;
 use super::{FileSource, FileUnit, SourceError};
+use crate::codec::{find_start_code, NalHead};
 use crate::metrics::DropReason;
 use crate::packet::{Codec, PacketBuf};
 use crate::pool::Lease;
@@ -53,73 +54,6 @@ pub const DEFAULT_FPS: u64 = 25;
 const LOOKAHEAD: usize = 8;
 
 const START_CODE: [u8; 4] = [0, 0, 0, 1];
-
-/// What the first bytes of a NAL unit say about access unit boundaries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct NalHead {
-    /// A coded slice (segment).
-    vcl: bool,
-    /// Starts a new access unit when the current one has a slice already.
-    starts_au: bool,
-    /// An IDR / IRAP slice.
-    key: bool,
-    /// A sequence parameter set.
-    sps: bool,
-}
-
-fn classify_nal(codec: Codec, b: &[u8]) -> NalHead {
-    let first_bit = |i: usize| b.get(i).is_some_and(|x| x & 0x80 != 0);
-    match codec {
-        Codec::H264 => {
-            let t = b[0] & 0x1f;
-            let vcl = (1..=5).contains(&t);
-            NalHead {
-                vcl,
-                // SEI, SPS, PPS, AUD, prefix NAL, subset SPS, DPS, reserved.
-                starts_au: matches!(t, 6..=9 | 14..=18) || (vcl && first_bit(1)),
-                key: t == 5,
-                sps: t == 7,
-            }
-        }
-        Codec::H265 => {
-            let t = (b[0] >> 1) & 0x3f;
-            let vcl = t <= 31;
-            NalHead {
-                vcl,
-                // VPS, SPS, PPS, AUD, prefix SEI, reserved and unspecified.
-                starts_au: matches!(t, 32..=35 | 39 | 41..=44 | 48..=55) || (vcl && first_bit(2)),
-                key: (16..=23).contains(&t),
-                sps: t == 33,
-            }
-        }
-    }
-}
-
-/// Whether the Annex-B access unit `b` holds an IDR / IRAP slice (for
-/// sources that do not flag key frames reliably, such as V4L2 drivers).
-pub(crate) fn has_key_slice(codec: Codec, mut b: &[u8]) -> bool {
-    while let Some(at) = find_start_code(b) {
-        b = &b[at + 3..];
-        if !b.is_empty() && classify_nal(codec, b).key {
-            return true;
-        }
-    }
-    false
-}
-
-/// Index of the first `00 00 01` in `b`.
-pub(crate) fn find_start_code(b: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i + 2 < b.len() {
-        match b[i + 2] {
-            // No start code can begin at i, i+1 or i+2.
-            2.. => i += 3,
-            1 if b[i] == 0 && b[i + 1] == 0 => return Some(i),
-            _ => i += 1,
-        }
-    }
-    None
-}
 
 /// The access unit being assembled.
 struct Assembly {
@@ -280,7 +214,7 @@ impl AnnexBFile {
             match find_start_code(head) {
                 // Nothing but zero bytes before the next start code.
                 Some(o) if head[..o].iter().all(|&b| b == 0) => self.pos += o + 3,
-                _ => return Ok(Some(classify_nal(self.codec, head))),
+                _ => return Ok(Some(NalHead::classify(self.codec, head))),
             }
         }
     }
@@ -327,7 +261,8 @@ impl AnnexBFile {
             }
             if parse_sps && whole {
                 self.timing_known = true;
-                if let Some(t) = sps_frame_duration(self.codec, &self.buf[nal_start..e]) {
+                let sps = crate::codec::parse_sps(self.codec, &self.buf[nal_start..e]);
+                if let Some(t) = sps.and_then(|sps| sps.frame_duration()) {
                     self.frame_secs = t;
                 }
             }
@@ -413,341 +348,11 @@ impl FileSource for AnnexBFile {
     }
 }
 
-/// Reads RBSP bits from a NAL unit payload, skipping emulation-prevention
-/// bytes (`00 00 03`). Every read returns `None` past the end.
-pub(crate) struct BitReader<'a> {
-    data: &'a [u8],
-    pos: usize,
-    zeros: u32,
-    cur: u8,
-    left: u8,
-}
-
-impl<'a> BitReader<'a> {
-    pub(crate) fn new(data: &'a [u8]) -> Self {
-        BitReader {
-            data,
-            pos: 0,
-            zeros: 0,
-            cur: 0,
-            left: 0,
-        }
-    }
-
-    fn byte(&mut self) -> Option<u8> {
-        let mut b = *self.data.get(self.pos)?;
-        self.pos += 1;
-        if self.zeros >= 2 && b == 3 {
-            self.zeros = 0;
-            b = *self.data.get(self.pos)?;
-            self.pos += 1;
-        }
-        self.zeros = if b == 0 { self.zeros + 1 } else { 0 };
-        Some(b)
-    }
-
-    fn bit(&mut self) -> Option<u32> {
-        if self.left == 0 {
-            self.cur = self.byte()?;
-            self.left = 8;
-        }
-        self.left -= 1;
-        Some(u32::from((self.cur >> self.left) & 1))
-    }
-
-    /// `n` (at most 32) bits, most significant first.
-    pub(crate) fn u(&mut self, n: u32) -> Option<u32> {
-        let mut v: u64 = 0;
-        for _ in 0..n {
-            v = (v << 1) | u64::from(self.bit()?);
-        }
-        u32::try_from(v).ok()
-    }
-
-    pub(crate) fn flag(&mut self) -> Option<bool> {
-        Some(self.bit()? == 1)
-    }
-
-    /// Unsigned exp-Golomb.
-    pub(crate) fn ue(&mut self) -> Option<u32> {
-        let mut zeros = 0;
-        while self.bit()? == 0 {
-            zeros += 1;
-            if zeros > 31 {
-                return None;
-            }
-        }
-        let rest = self.u(zeros)?;
-        ((1u64 << zeros) - 1 + u64::from(rest)).try_into().ok()
-    }
-
-    /// Unsigned exp-Golomb no larger than `max` (bounds loop counts).
-    pub(crate) fn ue_max(&mut self, max: u32) -> Option<u32> {
-        self.ue().filter(|v| *v <= max)
-    }
-
-    /// Signed exp-Golomb.
-    pub(crate) fn se(&mut self) -> Option<i64> {
-        let k = i64::from(self.ue()?);
-        Some(if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) })
-    }
-}
-
-/// The frame duration in seconds `(num, den)` from an SPS NAL unit (header
-/// included) with VUI timing, or `None` (no timing, damaged SPS, or an
-/// implausible rate outside 1 ms..10 s per frame).
-fn sps_frame_duration(codec: Codec, nal: &[u8]) -> Option<(u64, u64)> {
-    // H.264 ticks are fields: a frame is two of them.
-    let ((num_units, time_scale), ticks_per_frame) = match codec {
-        Codec::H264 => (h264_sps_timing(nal.get(1..)?)?, 2),
-        Codec::H265 => (h265_sps_timing(nal.get(2..)?)?, 1),
-    };
-    let num = u64::from(num_units) * ticks_per_frame;
-    let den = u64::from(time_scale);
-    (num > 0 && den > 0 && num * 1000 >= den && num <= den * 10).then_some((num, den))
-}
-
-fn skip_h264_scaling_list(r: &mut BitReader<'_>, size: usize) -> Option<()> {
-    let (mut last, mut next) = (8i64, 8i64);
-    for _ in 0..size {
-        if next != 0 {
-            next = (last + r.se()?).rem_euclid(256);
-        }
-        if next != 0 {
-            last = next;
-        }
-    }
-    Some(())
-}
-
-/// VUI fields up to and including the chroma location, common to H.264 and
-/// H.265.
-fn skip_vui_start(r: &mut BitReader<'_>) -> Option<()> {
-    if r.flag()? && r.u(8)? == 255 {
-        r.u(32)?; // sar_width, sar_height
-    }
-    if r.flag()? {
-        r.u(1)?; // overscan_appropriate_flag
-    }
-    if r.flag()? {
-        r.u(4)?; // video_format, video_full_range_flag
-        if r.flag()? {
-            r.u(24)?; // colour primaries, transfer, matrix
-        }
-    }
-    if r.flag()? {
-        r.ue()?;
-        r.ue()?;
-    }
-    Some(())
-}
-
-/// `(num_units_in_tick, time_scale)` from an H.264 SPS RBSP.
-fn h264_sps_timing(rbsp: &[u8]) -> Option<(u32, u32)> {
-    let mut r = BitReader::new(rbsp);
-    let profile_idc = r.u(8)?;
-    r.u(16)?; // constraint flags, level_idc
-    r.ue()?; // seq_parameter_set_id
-    if matches!(
-        profile_idc,
-        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
-    ) {
-        let chroma_format_idc = r.ue()?;
-        if chroma_format_idc == 3 {
-            r.u(1)?;
-        }
-        r.ue()?; // bit_depth_luma_minus8
-        r.ue()?; // bit_depth_chroma_minus8
-        r.u(1)?; // qpprime_y_zero_transform_bypass_flag
-        if r.flag()? {
-            let lists = if chroma_format_idc == 3 { 12 } else { 8 };
-            for i in 0..lists {
-                if r.flag()? {
-                    skip_h264_scaling_list(&mut r, if i < 6 { 16 } else { 64 })?;
-                }
-            }
-        }
-    }
-    r.ue()?; // log2_max_frame_num_minus4
-    match r.ue()? {
-        0 => {
-            r.ue()?;
-        }
-        1 => {
-            r.u(1)?;
-            r.se()?;
-            r.se()?;
-            for _ in 0..r.ue_max(255)? {
-                r.se()?;
-            }
-        }
-        _ => {}
-    }
-    r.ue()?; // max_num_ref_frames
-    r.u(1)?; // gaps_in_frame_num_value_allowed_flag
-    r.ue()?; // pic_width_in_mbs_minus1
-    r.ue()?; // pic_height_in_map_units_minus1
-    if !r.flag()? {
-        r.u(1)?; // mb_adaptive_frame_field_flag
-    }
-    r.u(1)?; // direct_8x8_inference_flag
-    if r.flag()? {
-        for _ in 0..4 {
-            r.ue()?;
-        }
-    }
-    if !r.flag()? {
-        return None;
-    }
-    skip_vui_start(&mut r)?;
-    if !r.flag()? {
-        return None;
-    }
-    Some((r.u(32)?, r.u(32)?))
-}
-
-fn skip_h265_profile_tier_level(r: &mut BitReader<'_>, max_sub_layers_minus1: u32) -> Option<()> {
-    r.u(32)?; // profile space, tier, profile idc, 24 compatibility flags
-    r.u(32)?; // 8 compatibility flags, 4 source flags, 20 constraint bits
-    r.u(32)?; // 23 constraint bits, inbld flag, level_idc
-    let mut present = [(false, false); 8];
-    for p in present.iter_mut().take(max_sub_layers_minus1 as usize) {
-        *p = (r.flag()?, r.flag()?);
-    }
-    if max_sub_layers_minus1 > 0 {
-        for _ in max_sub_layers_minus1..8 {
-            r.u(2)?;
-        }
-    }
-    for &(profile, level) in present.iter().take(max_sub_layers_minus1 as usize) {
-        if profile {
-            r.u(32)?;
-            r.u(32)?;
-            r.u(24)?;
-        }
-        if level {
-            r.u(8)?;
-        }
-    }
-    Some(())
-}
-
-fn skip_h265_scaling_list_data(r: &mut BitReader<'_>) -> Option<()> {
-    for size_id in 0..4u32 {
-        let mut matrix_id = 0;
-        while matrix_id < 6 {
-            if !r.flag()? {
-                r.ue()?; // scaling_list_pred_matrix_id_delta
-            } else {
-                let coefs = 64.min(1 << (4 + (size_id << 1)));
-                if size_id > 1 {
-                    r.se()?;
-                }
-                for _ in 0..coefs {
-                    r.se()?;
-                }
-            }
-            matrix_id += if size_id == 3 { 3 } else { 1 };
-        }
-    }
-    Some(())
-}
-
-/// `(num_units_in_tick, time_scale)` from an H.265 SPS RBSP.
-fn h265_sps_timing(rbsp: &[u8]) -> Option<(u32, u32)> {
-    let mut r = BitReader::new(rbsp);
-    r.u(4)?; // sps_video_parameter_set_id
-    let max_sub_layers_minus1 = r.u(3)?;
-    if max_sub_layers_minus1 > 6 {
-        return None;
-    }
-    r.u(1)?; // temporal_id_nesting
-    skip_h265_profile_tier_level(&mut r, max_sub_layers_minus1)?;
-    r.ue()?; // sps_seq_parameter_set_id
-    if r.ue()? == 3 {
-        r.u(1)?; // separate_colour_plane_flag
-    }
-    r.ue()?; // pic_width_in_luma_samples
-    r.ue()?; // pic_height_in_luma_samples
-    if r.flag()? {
-        for _ in 0..4 {
-            r.ue()?;
-        }
-    }
-    r.ue()?; // bit_depth_luma_minus8
-    r.ue()?; // bit_depth_chroma_minus8
-    let log2_max_poc_lsb = r.ue_max(12)? + 4;
-    let first = if r.flag()? { 0 } else { max_sub_layers_minus1 };
-    for _ in first..=max_sub_layers_minus1 {
-        r.ue()?;
-        r.ue()?;
-        r.ue()?;
-    }
-    for _ in 0..6 {
-        r.ue()?; // coding/transform block sizes and depths
-    }
-    if r.flag()? && r.flag()? {
-        skip_h265_scaling_list_data(&mut r)?;
-    }
-    r.u(2)?; // amp_enabled_flag, sample_adaptive_offset_enabled_flag
-    if r.flag()? {
-        r.u(8)?; // pcm bit depths
-        r.ue()?;
-        r.ue()?;
-        r.u(1)?;
-    }
-    let num_sets = r.ue_max(64)? as usize;
-    let mut num_delta_pocs = [0u32; 64];
-    for i in 0..num_sets {
-        let predicted = i != 0 && r.flag()?;
-        if predicted {
-            r.u(1)?; // delta_rps_sign
-            r.ue()?; // abs_delta_rps_minus1
-            let mut n = 0;
-            for _ in 0..=num_delta_pocs[i - 1] {
-                let used = r.flag()?;
-                if used || r.flag()? {
-                    n += 1;
-                }
-            }
-            num_delta_pocs[i] = n;
-        } else {
-            let negative = r.ue_max(16)?;
-            let positive = r.ue_max(16)?;
-            for _ in 0..negative + positive {
-                r.ue()?;
-                r.u(1)?;
-            }
-            num_delta_pocs[i] = negative + positive;
-        }
-    }
-    if r.flag()? {
-        for _ in 0..r.ue_max(32)? {
-            r.u(log2_max_poc_lsb)?;
-            r.u(1)?;
-        }
-    }
-    r.u(2)?; // temporal_mvp, strong_intra_smoothing
-    if !r.flag()? {
-        return None;
-    }
-    skip_vui_start(&mut r)?;
-    r.u(3)?; // neutral_chroma, field_seq, frame_field_info_present
-    if r.flag()? {
-        for _ in 0..4 {
-            r.ue()?;
-        }
-    }
-    if !r.flag()? {
-        return None;
-    }
-    Some((r.u(32)?, r.u(32)?))
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::super::test_media;
     use super::*;
+    use crate::codec::nal_units;
     use crate::metrics::CameraMetrics;
     use crate::pool::Pool;
     use crate::queue::WhenFull;
@@ -819,7 +424,7 @@ pub(crate) mod tests {
         }
         // The file's bytes are all accounted for (start codes normalised).
         let file = std::fs::read(&path).unwrap();
-        let nals = |b: &[u8]| split_nals(b).len();
+        let nals = |b: &[u8]| nal_units(b).count();
         assert_eq!(
             units.iter().map(|u| nals(&u.data)).sum::<usize>(),
             nals(&file)
@@ -864,29 +469,6 @@ pub(crate) mod tests {
         assert_eq!(units[61].data, units[1].data);
     }
 
-    /// NAL unit payloads of an Annex-B byte string.
-    pub(crate) fn split_nals(b: &[u8]) -> Vec<&[u8]> {
-        let mut out = Vec::new();
-        let mut pos = match find_start_code(b) {
-            Some(o) => o + 3,
-            None => return out,
-        };
-        loop {
-            let next = find_start_code(&b[pos..]).map(|o| pos + o);
-            let mut e = next.unwrap_or(b.len());
-            while e > pos && b[e - 1] == 0 {
-                e -= 1;
-            }
-            if e > pos {
-                out.push(&b[pos..e]);
-            }
-            match next {
-                Some(n) => pos = n + 3,
-                None => return out,
-            }
-        }
-    }
-
     fn write_temp(name: &str, bytes: &[u8]) -> PathBuf {
         let p = test_media::dir().join(name);
         std::fs::write(&p, bytes).unwrap();
@@ -896,7 +478,7 @@ pub(crate) mod tests {
     #[test]
     fn truncated_and_corrupted_files_never_panic() {
         let good = std::fs::read(test_media::h264_high()).unwrap();
-        let mut rng = super::super::backoff::XorShift64::new(1234);
+        let mut rng = crate::backoff::XorShift64::new(1234);
         for trial in 0..40 {
             let mut bytes = good.clone();
             let cut = rng.between(1, bytes.len() as u64 - 1) as usize;
@@ -924,7 +506,7 @@ pub(crate) mod tests {
 
     #[test]
     fn garbage_without_access_units_is_an_error_not_a_hang() {
-        let mut rng = super::super::backoff::XorShift64::new(99);
+        let mut rng = crate::backoff::XorShift64::new(99);
         let garbage: Vec<u8> = (0..300_000)
             .map(|_| (rng.next_u64() % 255 + 1) as u8)
             .collect();
@@ -952,7 +534,7 @@ pub(crate) mod tests {
 
     #[test]
     fn random_garbage_with_start_codes_is_passed_on() {
-        let mut rng = super::super::backoff::XorShift64::new(5);
+        let mut rng = crate::backoff::XorShift64::new(5);
         let mut bytes = Vec::new();
         for _ in 0..500 {
             bytes.extend_from_slice(&[0, 0, 1]);
@@ -980,7 +562,7 @@ pub(crate) mod tests {
     fn nal_units_larger_than_the_read_buffer_stream_through() {
         // One 700 KB slice between an SPS and the next picture.
         let mut bytes = vec![0, 0, 0, 1, 0x67, 0x42, 0xc0, 0x1e];
-        let mut rng = super::super::backoff::XorShift64::new(3);
+        let mut rng = crate::backoff::XorShift64::new(3);
         for pic in 0..2 {
             bytes.extend_from_slice(&[0, 0, 0, 1, 0x65, 0x88]);
             let n = 700_000 + pic;
@@ -994,21 +576,5 @@ pub(crate) mod tests {
         assert_eq!(units[0].data.len(), 8 + 6 + 700_000);
         assert_eq!(units[1].data.len(), 6 + 700_001);
         assert_eq!(units[0].data[..], bytes[..8 + 6 + 700_000]);
-    }
-
-    #[test]
-    fn bit_reader_skips_emulation_prevention() {
-        let mut r = BitReader::new(&[0x00, 0x00, 0x03, 0x01, 0xA0]);
-        assert_eq!(r.u(24), Some(1));
-        assert_eq!(r.ue(), Some(0)); // 1
-        assert_eq!(r.ue(), Some(1)); // 010
-        assert_eq!(r.u(4), Some(0));
-        assert_eq!(r.u(1), None);
-        let mut r = BitReader::new(&[0b0010_1000]);
-        assert_eq!(r.ue(), Some(4)); // 00101
-        assert_eq!(r.se(), None); // "000" and then the end
-        let mut r = BitReader::new(&[0b0110_0100]);
-        assert_eq!(r.se(), Some(-1)); // 011: ue 2
-        assert_eq!(r.se(), Some(2)); // 00100: ue 3
     }
 }

@@ -11,7 +11,7 @@
 //! the `avcC`/`hvcC` record, almost always 4 bytes) are rewritten into Annex-B
 //! start codes in place; shorter prefixes are expanded inside the same buffer
 //! with one bounded move. The parameter sets from the `avcC`/`hvcC` record
-//! (VPS, SPS, PPS) are written in front of every sync sample, so each key
+//! (VPS, SPS, PPS; read by [`crate::codec::config`]) are written in front of every sync sample, so each key
 //! frame can start decoding on its own. The crate in this version does not
 //! parse `hvcC` and knows no `hvc1`/`avc3` entries, so the sample entry and
 //! its configuration record are found with a few positioned reads of the box
@@ -26,6 +26,7 @@
 
 use super::sink::PacketSink;
 use super::{FileSource, FileUnit, SourceError};
+use crate::codec::config;
 use crate::metrics::DropReason;
 use crate::packet::{Codec, PacketBuf};
 use crate::pool::Lease;
@@ -207,8 +208,8 @@ impl Mp4File {
                 )
             })?;
         let (length_size, param_sets) = match entry.codec {
-            Codec::H264 => parse_avcc(&entry.config),
-            Codec::H265 => parse_hvcc(&entry.config),
+            Codec::H264 => config::read_avcc(&entry.config),
+            Codec::H265 => config::read_hvcc(&entry.config),
         }
         .ok_or_else(|| {
             SourceError::media(path, format!("bad {} configuration record", entry.codec))
@@ -421,57 +422,6 @@ fn to_annex_b(region: &mut [u8], grow: usize, length_size: usize) {
     }
 }
 
-/// Appends each `(u16 length, bytes)` NAL unit of `c[*i..]`, `count` of
-/// them, Annex-B framed, to `out` (when given).
-fn take_nals(c: &[u8], i: &mut usize, count: usize, mut out: Option<&mut Vec<u8>>) -> Option<()> {
-    for _ in 0..count {
-        let len = be(c.get(*i..*i + 2)?);
-        let nal = c.get(*i + 2..*i + 2 + len)?;
-        if let Some(out) = out.as_deref_mut() {
-            out.extend_from_slice(&START_CODE);
-            out.extend_from_slice(nal);
-        }
-        *i += 2 + len;
-    }
-    Some(())
-}
-
-/// Length size and Annex-B parameter sets (SPS, PPS) of an `avcC` record.
-fn parse_avcc(c: &[u8]) -> Option<(usize, Vec<u8>)> {
-    if *c.first()? != 1 {
-        return None;
-    }
-    let length_size = usize::from(c.get(4)? & 3) + 1;
-    let mut out = Vec::new();
-    let mut i = 6;
-    take_nals(c, &mut i, usize::from(c.get(5)? & 0x1f), Some(&mut out))?;
-    let pps = usize::from(*c.get(i)?);
-    i += 1;
-    take_nals(c, &mut i, pps, Some(&mut out))?;
-    Some((length_size, out))
-}
-
-/// Length size and Annex-B parameter sets (VPS, SPS, PPS, in that order) of
-/// an `hvcC` record.
-fn parse_hvcc(c: &[u8]) -> Option<(usize, Vec<u8>)> {
-    if *c.first()? != 1 {
-        return None;
-    }
-    let length_size = usize::from(c.get(21)? & 3) + 1;
-    let arrays = usize::from(*c.get(22)?);
-    let mut out = Vec::new();
-    for wanted in [32u8, 33, 34] {
-        let mut i = 23;
-        for _ in 0..arrays {
-            let nal_type = c.get(i)? & 0x3f;
-            let count = be(c.get(i + 1..i + 3)?);
-            i += 3;
-            take_nals(c, &mut i, count, (nal_type == wanted).then_some(&mut out))?;
-        }
-    }
-    Some((length_size, out))
-}
-
 /// The first H.264/H.265 track found by walking box headers.
 struct VideoEntry {
     /// Index of its `trak` among the `moov`'s.
@@ -569,10 +519,12 @@ fn find_video_entry(f: &File, file_len: u64) -> std::io::Result<Option<VideoEntr
 
 #[cfg(test)]
 mod tests {
-    use super::super::annexb::tests::{harness, read_units, split_nals};
+    use super::super::annexb::tests::{harness, read_units};
     use super::super::annexb::AnnexBFile;
     use super::super::test_media;
     use super::*;
+    use crate::codec::nal::{is_aud, nal_type};
+    use crate::codec::{nal_units, ParamKind};
 
     fn mp4_of(annexb: &Path, name: &str) -> PathBuf {
         test_media::ffmpeg(
@@ -587,11 +539,10 @@ mod tests {
     /// The NAL units of each unit, parameter sets (which the MP4 source puts
     /// in front of every key frame) and AUDs removed.
     fn slices(codec: Codec, data: &[u8]) -> Vec<Vec<u8>> {
-        split_nals(data)
-            .into_iter()
-            .filter(|n| match codec {
-                Codec::H264 => !matches!(n[0] & 0x1f, 7..=9),
-                Codec::H265 => !matches!((n[0] >> 1) & 0x3f, 32..=35),
+        nal_units(data)
+            .filter(|n| {
+                let t = nal_type(codec, n[0]);
+                ParamKind::of(codec, t).is_none() && !is_aud(codec, t)
             })
             .map(<[u8]>::to_vec)
             .collect()
@@ -611,12 +562,13 @@ mod tests {
             assert_eq!(slices(codec, &x.data), slices(codec, &y.data), "unit {i}");
             if y.key {
                 // Parameter sets from the configuration record lead.
-                let nals = split_nals(&y.data);
-                let first = match codec {
-                    Codec::H264 => nals[0][0] & 0x1f == 7,
-                    Codec::H265 => (nals[0][0] >> 1) & 0x3f == 32,
+                let first = nal_units(&y.data).next().unwrap()[0];
+                let kind = ParamKind::of(codec, nal_type(codec, first));
+                let lead = match codec {
+                    Codec::H264 => ParamKind::Sps,
+                    Codec::H265 => ParamKind::Vps,
                 };
-                assert!(first, "unit {i} starts with {:x}", nals[0][0]);
+                assert_eq!(kind, Some(lead), "unit {i} starts with {first:x}");
             }
         }
         // Decode-time pacing: 25 fps, increasing across the loop.
@@ -705,7 +657,7 @@ mod tests {
     #[test]
     fn damaged_mp4_files_never_panic() {
         let good = std::fs::read(mp4_of(&test_media::h264_high(), "high-h264.mp4")).unwrap();
-        let mut rng = super::super::backoff::XorShift64::new(77);
+        let mut rng = crate::backoff::XorShift64::new(77);
         let mut opened = 0;
         for trial in 0..60 {
             let mut bytes = good.clone();

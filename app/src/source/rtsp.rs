@@ -36,9 +36,9 @@
 //! configured by address the runtime's (start-up sized) blocking pool is never
 //! used by sources.
 
-use super::backoff::{seed_from, Backoff, Jitter};
 use super::sink::PacketSink;
 use super::{refuse, SourceSpec};
+use crate::backoff::{seed_from, Backoff, Jitter};
 use crate::metrics::{CameraState, DropReason};
 use crate::packet::Codec;
 use crate::shutdown::Shutdown;
@@ -52,8 +52,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Sent as `User-Agent` with every request.
-const USER_AGENT: &str = concat!("vigil/", env!("CARGO_PKG_VERSION"));
+/// Sent as `User-Agent` with every request: `vigil/<version>`.
+pub(crate) fn user_agent() -> String {
+    format!("vigil/{}", crate::version::get())
+}
 
 /// A session that delivered frames for this long resets the backoff.
 const HEALTHY_SESSION: Duration = Duration::from_secs(30);
@@ -108,7 +110,10 @@ fn percent_decode(s: &str) -> String {
 
 /// The URL without user info (retina refuses it there) and the credentials:
 /// the configured ones, else those the URL carried.
-fn split_credentials(mut url: url::Url, spec: &SourceSpec) -> (url::Url, Option<Credentials>) {
+pub(crate) fn split_credentials(
+    mut url: url::Url,
+    spec: &SourceSpec,
+) -> (url::Url, Option<Credentials>) {
     let from_url = (!url.username().is_empty()).then(|| Credentials {
         username: percent_decode(url.username()),
         password: percent_decode(url.password().unwrap_or("")),
@@ -126,7 +131,7 @@ fn split_credentials(mut url: url::Url, spec: &SourceSpec) -> (url::Url, Option<
 }
 
 /// The index and codec of the first H.264/H.265 video stream.
-fn pick_stream(streams: &[Stream]) -> Option<(usize, Codec)> {
+pub(crate) fn pick_stream(streams: &[Stream]) -> Option<(usize, Codec)> {
     streams
         .iter()
         .enumerate()
@@ -208,7 +213,7 @@ async fn run_once(
     let timed_out = |what: &str| Ended::Retry(format!("{what}: no answer within {step:?}"));
     let options = SessionOptions::default()
         .creds(creds.clone())
-        .user_agent(USER_AGENT.to_owned())
+        .user_agent(user_agent())
         .session_group(Arc::clone(group))
         .teardown(TeardownPolicy::Auto);
     let mut session =

@@ -34,6 +34,12 @@ pub struct EventRecord {
     /// written before clips existed have no such field and read as `None`.
     #[serde(default)]
     pub clip: Option<u64>,
+    /// The box's clock was not synchronised to a time source when the
+    /// event was stored, so `unix_ms` may be far off (a board without an
+    /// RTC battery starts wherever the kernel booted). Older records read
+    /// as `false`.
+    #[serde(default)]
+    pub clock_unsynced: bool,
 }
 
 impl EventRecord {
@@ -66,16 +72,20 @@ mod tests {
             bbox: [0.1, 0.2, 0.3, 0.4],
             snapshot_bytes: 1234,
             clip: Some(5),
+            clock_unsynced: false,
         };
         let mut out = Vec::new();
         r.write_json(&mut out).unwrap();
-        assert!(out.ends_with(b"\"clip\":5}"), "the clip id is in the JSON");
+        assert!(
+            out.ends_with(b"\"clip\":5,\"clock_unsynced\":false}"),
+            "the clip id and the clock flag are in the JSON"
+        );
         assert_eq!(EventRecord::from_json(&out), Some(r.clone()));
         let none = EventRecord { clip: None, ..r };
         out.clear();
         none.write_json(&mut out).unwrap();
         assert!(
-            out.ends_with(b"\"clip\":null}"),
+            out.ends_with(b"\"clip\":null,\"clock_unsynced\":false}"),
             "no clip is an explicit null"
         );
         assert_eq!(EventRecord::from_json(&out), Some(none));
@@ -89,7 +99,7 @@ mod tests {
     fn records_without_a_clip_field_still_parse() {
         let old = br#"{"id":3,"camera":"gate","unix_ms":1700000000123,"pts_us":40000,"class_id":1,"class":"person","score":0.5,"bbox":[0.1,0.2,0.3,0.4],"snapshot_bytes":0}"#;
         let r = EventRecord::from_json(old).expect("an old record parses");
-        assert_eq!((r.id, r.clip), (3, None));
+        assert_eq!((r.id, r.clip, r.clock_unsynced), (3, None, false));
     }
 
     /// Mutation fuzzing: damaged records (a torn or corrupted entry) are
@@ -108,6 +118,7 @@ mod tests {
             bbox: [0.0, 0.0, 1.0, 1.0],
             snapshot_bytes: 0,
             clip: Some(99),
+            clock_unsynced: true,
         }
         .write_json(&mut seed)
         .unwrap();

@@ -16,11 +16,15 @@
 //! clip again). Failures retry with the event drainers' backoff; a clip the
 //! upstream refuses (HTTP 4xx) is given up after `upstream.max_attempts`.
 //! A clip retention deleted meanwhile is skipped.
+//!
+//! Store calls, the open and the file's reads run on the disk thread
+//! (`crate::disk`), never on the runtime.
 
 use super::{http, mqtt, DeliveryError};
+use crate::backoff::Backoff;
+use crate::disk::{ChunkReader, Disk, DiskError};
 use crate::metrics::{OutputMetrics, UpstreamMetrics};
 use crate::shutdown::Shutdown;
-use crate::source::backoff::Backoff;
 use crate::store::{Sink, Store};
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,6 +85,7 @@ pub(super) struct ClipUploader {
     pub metrics: Arc<OutputMetrics>,
     pub backoff: Backoff,
     pub max_attempts: u32,
+    pub disk: Arc<Disk>,
 }
 
 impl ClipUploader {
@@ -92,7 +97,7 @@ impl ClipUploader {
         let sink = self.client.sink();
         let mut attempts = 0u32;
         while !shutdown.is_requested() {
-            let next = match self.next(sink) {
+            let next = match self.next(sink).await {
                 Ok(next) => next,
                 Err(e) => {
                     self.stats().clip_fail(&e);
@@ -143,8 +148,18 @@ impl ClipUploader {
             };
             if done {
                 attempts = 0;
-                if let Err(e) = self.store.clip_uploaded(sink, clip_id) {
-                    self.stats().clip_fail(&e.to_string());
+                let store = self.store.clone();
+                let uploaded = self
+                    .disk
+                    .run(move || {
+                        store
+                            .clip_uploaded(sink, clip_id)
+                            .map_err(|e| e.to_string())
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()));
+                if let Err(e) = uploaded {
+                    self.stats().clip_fail(&e);
                     self.pause(&mut shutdown).await;
                 }
             } else {
@@ -158,49 +173,46 @@ impl ClipUploader {
 
     /// The next clip to send: the oldest finished one past the cursor, once
     /// the event that opened it is no longer waiting in the outbox.
-    fn next(&self, sink: Sink) -> Result<Option<(u64, u64)>, String> {
-        let Some((clip_id, bytes)) = self
-            .store
-            .next_clip_to_upload(sink, 0)
-            .map_err(|e| e.to_string())?
-        else {
-            return Ok(None);
-        };
-        let pending = self
-            .store
-            .next_pending(sink, 0)
-            .map_err(|e| e.to_string())?;
-        Ok(match pending {
-            Some(event) if event.id <= clip_id => None,
-            _ => Some((clip_id, bytes)),
-        })
+    async fn next(&mut self, sink: Sink) -> Result<Option<(u64, u64)>, String> {
+        let store = self.store.clone();
+        let found = self.disk.run(move || {
+            let Some((clip_id, bytes)) = store
+                .next_clip_to_upload(sink, 0)
+                .map_err(|e| e.to_string())?
+            else {
+                return Ok(None);
+            };
+            let pending = store.next_pending(sink, 0).map_err(|e| e.to_string())?;
+            Ok(match pending {
+                Some(event) if event.id <= clip_id => None,
+                _ => Some((clip_id, bytes)),
+            })
+        });
+        found.await.unwrap_or_else(|e| Err(e.to_string()))
     }
 
     async fn deliver(&mut self, clip_id: u64, bytes: u64) -> Result<Outcome, DeliveryError> {
-        let path = self.store.clip_path(clip_id);
-        // The camera is the opening event's; retention may have deleted
-        // that event while keeping the clip.
-        let camera = match self.store.get(clip_id) {
-            Ok(Some(record)) => record.camera,
-            _ => String::new(),
+        let store = self.store.clone();
+        let open = matches!(self.client, ClipClient::Http(_));
+        let found = self
+            .disk
+            .run(move || find(&store, clip_id, open))
+            .await
+            .map_err(|e: DiskError| DeliveryError::Unavailable(e.to_string()))?;
+        let (camera, file) = match found {
+            Found::Clip { camera, file } => (camera, file),
+            Found::Gone => return Ok(Outcome::Gone),
+            Found::Unreadable(why) => return Err(DeliveryError::Unavailable(why)),
         };
         match &mut self.client {
             ClipClient::Http(http) => {
-                let opened = std::fs::File::open(&path).and_then(|f| {
-                    let len = f.metadata()?.len();
-                    Ok((f, len))
-                });
-                let (file, len) = match opened {
-                    Ok(opened) => opened,
-                    Err(e) => return self.missing(clip_id, &path, e),
+                let Some((file, len)) = file else {
+                    return Err(DeliveryError::Unavailable("clip not opened".into()));
                 };
-                http.post_clip(file, len, clip_id, &camera).await?;
+                let reader = ChunkReader::new(self.disk.clone(), file, len);
+                http.post_clip(reader, clip_id, &camera).await?;
             }
             ClipClient::Mqtt { sink, topic_prefix } => {
-                if !path.exists() {
-                    let e = std::io::Error::from(std::io::ErrorKind::NotFound);
-                    return self.missing(clip_id, &path, e);
-                }
                 let topic_camera = if camera.is_empty() {
                     "unknown"
                 } else {
@@ -214,29 +226,57 @@ impl ClipUploader {
         Ok(Outcome::Delivered)
     }
 
-    /// The clip's file cannot be opened: skipped when retention deleted
-    /// the clip, else retried (a disk error may pass).
-    fn missing(
-        &self,
-        clip_id: u64,
-        path: &std::path::Path,
-        e: std::io::Error,
-    ) -> Result<Outcome, DeliveryError> {
-        match self.store.clip_bytes(clip_id) {
-            Ok(None) => Ok(Outcome::Gone),
-            _ => Err(DeliveryError::Unavailable(format!(
-                "cannot open {}: {e}",
-                path.display()
-            ))),
-        }
-    }
-
     async fn pause(&mut self, shutdown: &mut Shutdown) {
         let delay = self.backoff.next_delay();
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = shutdown.requested() => {}
         }
+    }
+}
+
+/// A clip looked up on the disk thread.
+enum Found {
+    /// Its camera (the opening event's; "" when retention deleted that
+    /// event while keeping the clip), and its file and length when asked
+    /// to open it.
+    Clip {
+        camera: String,
+        file: Option<(std::fs::File, u64)>,
+    },
+    /// Retention deleted it: skipped.
+    Gone,
+    /// The file cannot be opened though the clip is stored (a disk error
+    /// may pass: retried).
+    Unreadable(String),
+}
+
+/// Finds clip `clip_id`'s camera and, with `open`, opens its file. Blocks:
+/// runs on the disk thread.
+fn find(store: &Store, clip_id: u64, open: bool) -> Found {
+    let path = store.clip_path(clip_id);
+    let camera = match store.get(clip_id) {
+        Ok(Some(record)) => record.camera,
+        _ => String::new(),
+    };
+    let opened = if open {
+        std::fs::File::open(&path)
+            .and_then(|f| {
+                let len = f.metadata()?.len();
+                Ok((f, len))
+            })
+            .map(Some)
+    } else if path.exists() {
+        Ok(None)
+    } else {
+        Err(std::io::Error::from(std::io::ErrorKind::NotFound))
+    };
+    match opened {
+        Ok(file) => Found::Clip { camera, file },
+        Err(e) => match store.clip_bytes(clip_id) {
+            Ok(None) => Found::Gone,
+            _ => Found::Unreadable(format!("cannot open {}: {e}", path.display())),
+        },
     }
 }
 

@@ -13,8 +13,12 @@
 //! the queue forever.
 //!
 //! Drainers are tasks on the shared runtime (no thread of their own). Their
-//! store reads and writes are short synchronous calls; the snapshot read is
-//! one file of at most the JPEG buffer's size.
+//! store reads and commits and the snapshot read run on the disk thread
+//! (`crate::disk`): a commit waits for redb's one writer, which the events
+//! thread holds through its fsync, and a runtime worker waiting there would
+//! stall every camera. The snapshot is read into a buffer of the JPEG
+//! buffer's size, allocated at start; a larger file is not one of ours and
+//! the event goes without it.
 //!
 //! Payloads (docs/events.md):
 //! - HTTP: `POST` of `{"event": <record>, "snapshot_jpeg": "<base64>"|null}`.
@@ -27,13 +31,18 @@
 //! small notice with the clip's link.
 
 pub mod clips;
+mod error;
 pub mod http;
 pub mod mqtt;
+pub mod probe;
 
+pub use error::UpstreamError;
+
+use crate::backoff::{seed_from, Backoff, Jitter};
 use crate::config::{ClipDelivery, UpstreamConfig};
+use crate::disk::{Disk, DiskError};
 use crate::metrics::{OutputMetrics, UpstreamMetrics};
 use crate::shutdown::Shutdown;
-use crate::source::backoff::{seed_from, Backoff, Jitter};
 use crate::store::{EventRecord, Sink, Store};
 use base64::Engine;
 use std::sync::{Arc, PoisonError};
@@ -117,32 +126,12 @@ fn base64_len(n: usize) -> usize {
     n.div_ceil(3) * 4
 }
 
-/// Starts one drainer task per configured upstream on `runtime` (clips, if
-/// any, are left to links: [`spawn_with_clips`] also delivers them).
-pub fn spawn(
-    runtime: &tokio::runtime::Runtime,
-    config: &UpstreamConfig,
-    store: Arc<Store>,
-    metrics: Arc<OutputMetrics>,
-    committed: Arc<Notify>,
-    shutdown: Shutdown,
-    max_snapshot: usize,
-) -> Result<(), String> {
-    spawn_with_clips(
-        runtime,
-        config,
-        ClipDelivery::Link,
-        store,
-        metrics,
-        committed,
-        shutdown,
-        max_snapshot,
-    )
-}
-
 /// Starts one drainer task per configured upstream on `runtime`, and, with
 /// `clip_delivery` [`ClipDelivery::Upload`] (recording on, `record.upstream =
 /// "upload"`), one clip task per configured upstream.
+///
+/// Fails before starting anything when a client refuses its configuration
+/// (the HTTP client's refusals come wrapped in [`UpstreamError::Http`]).
 #[allow(clippy::too_many_arguments)]
 pub fn spawn_with_clips(
     runtime: &tokio::runtime::Runtime,
@@ -153,13 +142,14 @@ pub fn spawn_with_clips(
     committed: Arc<Notify>,
     shutdown: Shutdown,
     max_snapshot: usize,
-) -> Result<(), String> {
+    disk: Arc<Disk>,
+) -> Result<(), UpstreamError> {
     let mut clients = Vec::new();
     let mut clip_clients = Vec::new();
     let upload = clip_delivery == ClipDelivery::Upload;
     if let (true, Some(h)) = (upload, &config.http) {
         let sink = http::HttpSink::new(&h.url, h.header.clone(), config.timeout)
-            .map_err(|e| format!("upstream.http: {e}"))?;
+            .map_err(|e| UpstreamError::Http(Box::new(e)))?;
         clip_clients.push(clips::ClipClient::Http(Box::new(sink)));
     }
     if let (true, Some(m)) = (upload, &config.mqtt) {
@@ -185,7 +175,7 @@ pub fn spawn_with_clips(
     }
     if let Some(h) = &config.http {
         let sink = http::HttpSink::new(&h.url, h.header.clone(), config.timeout)
-            .map_err(|e| format!("upstream.http: {e}"))?;
+            .map_err(|e| UpstreamError::Http(Box::new(e)))?;
         clients.push(Client::Http(Box::new(sink)));
     }
     if let Some(m) = &config.mqtt {
@@ -225,6 +215,9 @@ pub fn spawn_with_clips(
             ),
             max_attempts: config.max_attempts,
             body: Vec::with_capacity(base64_len(max_snapshot) + 1024),
+            snapshot: Vec::with_capacity(max_snapshot),
+            max_snapshot,
+            disk: disk.clone(),
         };
         runtime.spawn(drainer.run(shutdown.clone()));
     }
@@ -242,6 +235,7 @@ pub fn spawn_with_clips(
                 seed_from(&label),
             ),
             max_attempts: config.max_attempts,
+            disk: disk.clone(),
         };
         runtime.spawn(uploader.run(shutdown.clone()));
     }
@@ -256,6 +250,10 @@ struct Drainer {
     backoff: Backoff,
     max_attempts: u32,
     body: Vec<u8>,
+    /// The snapshot being sent (its capacity is the largest one).
+    snapshot: Vec<u8>,
+    max_snapshot: usize,
+    disk: Arc<Disk>,
 }
 
 impl Drainer {
@@ -273,8 +271,9 @@ impl Drainer {
             let notified = committed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let next = match self.store.next_pending(sink, 0) {
+            let (next, has_jpeg) = match self.next(sink).await {
                 Ok(next) => next,
+                Err(NextError::Stopped) => break,
                 Err(e) => {
                     self.stats().fail(&e.to_string());
                     self.pause(&mut shutdown).await;
@@ -282,7 +281,7 @@ impl Drainer {
                 }
             };
             let Some(record) = next else {
-                if settled_lazily > 0 && self.settle_durably(sink) {
+                if settled_lazily > 0 && self.settle_durably(sink).await {
                     settled_lazily = 0;
                 }
                 tokio::select! {
@@ -292,14 +291,10 @@ impl Drainer {
                 }
                 continue;
             };
-            let jpeg = match record.snapshot_bytes {
-                0 => None,
-                // Retention may have deleted the file meanwhile: send without.
-                _ => std::fs::read(self.store.snapshot_path(record.id)).ok(),
-            };
             let mut body = std::mem::take(&mut self.body);
+            let jpeg = has_jpeg.then_some(self.snapshot.as_slice());
             let result = tokio::select! {
-                r = self.client.deliver(&record, jpeg.as_deref(), &mut body) => r,
+                r = self.client.deliver(&record, jpeg, &mut body) => r,
                 _ = shutdown.requested() => break,
             };
             self.body = body;
@@ -329,9 +324,16 @@ impl Drainer {
                 attempts = 0;
                 settled_lazily += 1;
                 let durable = settled_lazily >= DURABLE_EVERY;
-                match self.store.settle(sink, record.id, durable) {
-                    Ok(_) if durable => settled_lazily = 0,
-                    Ok(_) => {}
+                let store = self.store.clone();
+                let id = record.id;
+                match self.disk.run(move || store.settle(sink, id, durable)).await {
+                    Ok(Ok(_)) if durable => settled_lazily = 0,
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        self.stats().fail(&e.to_string());
+                        self.pause(&mut shutdown).await;
+                    }
+                    Err(DiskError::Stopped) => break,
                     Err(e) => {
                         self.stats().fail(&e.to_string());
                         self.pause(&mut shutdown).await;
@@ -342,14 +344,52 @@ impl Drainer {
             }
         }
         if settled_lazily > 0 {
-            self.settle_durably(sink);
+            self.settle_durably(sink).await;
+        }
+    }
+
+    /// The oldest event still queued for `sink`, with its snapshot read into
+    /// `self.snapshot` (true when there is one), on the disk thread.
+    async fn next(&mut self, sink: Sink) -> Result<(Option<EventRecord>, bool), NextError> {
+        let store = self.store.clone();
+        let mut jpeg = std::mem::take(&mut self.snapshot);
+        let answer = self
+            .disk
+            .run(move || {
+                let next = store.next_pending(sink, 0);
+                let has = match &next {
+                    Ok(Some(r)) if r.snapshot_bytes > 0 => {
+                        // Retention may have deleted the file meanwhile: send without.
+                        read_within(&store.snapshot_path(r.id), &mut jpeg)
+                    }
+                    _ => false,
+                };
+                (next, has, jpeg)
+            })
+            .await;
+        match answer {
+            Ok((next, has, jpeg)) => {
+                self.snapshot = jpeg;
+                Ok((next.map_err(NextError::Store)?, has))
+            }
+            // The buffer went with the job: only at shutdown, or when the
+            // job panicked (then a new one, of the same capacity).
+            Err(DiskError::Stopped) => Err(NextError::Stopped),
+            Err(e) => {
+                self.snapshot = Vec::with_capacity(self.max_snapshot);
+                Err(NextError::Disk(e))
+            }
         }
     }
 
     /// Makes earlier lazy settlements durable; false on a store error.
-    fn settle_durably(&self, sink: Sink) -> bool {
+    async fn settle_durably(&mut self, sink: Sink) -> bool {
         // Settling an id that is not queued changes nothing but commits durably.
-        self.store.settle(sink, 0, true).is_ok()
+        let store = self.store.clone();
+        matches!(
+            self.disk.run(move || store.settle(sink, 0, true)).await,
+            Ok(Ok(_))
+        )
     }
 
     /// Waits the next backoff delay (or until shutdown).
@@ -358,6 +398,47 @@ impl Drainer {
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = shutdown.requested() => {}
+        }
+    }
+}
+
+/// Reads the file at `path` into `buf` when it fits its capacity (no
+/// allocation); false when it is missing, larger, or unreadable.
+fn read_within(path: &std::path::Path, buf: &mut Vec<u8>) -> bool {
+    use std::io::Read;
+    buf.clear();
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let len = match f.metadata() {
+        Ok(m) if m.len() <= buf.capacity() as u64 => m.len() as usize,
+        _ => return false,
+    };
+    buf.resize(len, 0);
+    if f.read_exact(buf).is_err() {
+        buf.clear();
+        return false;
+    }
+    true
+}
+
+/// Why the next event could not be taken.
+#[derive(Debug)]
+enum NextError {
+    /// The store could not be read.
+    Store(crate::store::StoreError),
+    /// The disk thread failed the job.
+    Disk(DiskError),
+    /// The disk thread has stopped (shutdown).
+    Stopped,
+}
+
+impl std::fmt::Display for NextError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NextError::Store(e) => write!(f, "{e}"),
+            NextError::Disk(e) => write!(f, "{e}"),
+            NextError::Stopped => f.write_str("stopped"),
         }
     }
 }

@@ -3,15 +3,18 @@
 //!
 //! They are built from the registry on request (a few hundred bytes per
 //! camera); nothing here is cached or grows. Field names are the API's
-//! contract with the status page and with scripts on the LAN, so they are
-//! spelled out in structs rather than assembled ad hoc.
+//! contract with the status page and with scripts on the LAN. The
+//! measurements come from the table of metric families (each struct
+//! flattens the [`Fields`] of its document, under the keys the table gives
+//! them); what is not a measurement (names, targets, errors, the mode) is
+//! spelled out in the structs here.
 
+use super::families::{Doc, Fields, Scrape};
 use super::WebContext;
 use crate::events::Event;
 use crate::metrics::CameraMetrics;
 use serde::Serialize;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 
 /// Events returned by one `/api/events` page at most.
 pub const MAX_PAGE: usize = 500;
@@ -27,67 +30,54 @@ pub struct Status<'a> {
     backend: &'static str,
     cpu_percent: f64,
     load1: Option<f64>,
-    rss_bytes: f64,
-    rss_peak_bytes: f64,
-    memory_budget_bytes: f64,
-    memory_limit_bytes: f64,
-    threads: f64,
-    open_fds: f64,
+    /// rss_bytes, rss_peak_bytes, memory_budget_bytes, memory_limit_bytes,
+    /// threads, open_fds.
+    #[serde(flatten)]
+    process: Fields<'a>,
     pools: Vec<PoolJson<'a>>,
     disk: Option<Disk<'a>>,
-    events: EventsSummary,
-    store: StoreSummary,
-    upstream: Vec<UpstreamSummary>,
-    sse: SseSummary,
-    web: WebSummary,
+    events: EventsSummary<'a>,
+    store: StoreSummary<'a>,
+    upstream: Vec<UpstreamSummary<'a>>,
+    /// clients, max_clients, lost.
+    sse: Fields<'a>,
+    /// connections, max_connections, refused.
+    web: Fields<'a>,
 }
 
 #[derive(Serialize)]
-struct StoreSummary {
-    ok: bool,
+struct StoreSummary<'a> {
     error: String,
-    events: u64,
-    bytes: u64,
-    max_bytes: u64,
     max_events: u64,
     last_id: u64,
-    written: u64,
-    deleted: u64,
-    lost: u64,
-    snapshots_written: u64,
-    snapshots_failed: u64,
-    snapshot_pool_empty: u64,
-    queue_dropped: u64,
+    /// ok, events, bytes, max_bytes, written, deleted, lost, the snapshot
+    /// outcomes, queue_dropped.
+    #[serde(flatten)]
+    counts: Fields<'a>,
 }
 
 #[derive(Serialize)]
-struct UpstreamSummary {
+struct UpstreamSummary<'a> {
     name: &'static str,
     target: String,
-    up: bool,
-    pending_events: u64,
-    pending_bytes: u64,
-    delivered: u64,
-    failures: u64,
-    rejected: u64,
-    dropped: u64,
-    clips_delivered: u64,
-    clip_failures: u64,
     last_error: String,
+    /// up, pending_events, pending_bytes, delivered, failures, rejected,
+    /// dropped, clips_delivered, clip_failures.
+    #[serde(flatten)]
+    counts: Fields<'a>,
 }
 
 #[derive(Serialize)]
 struct PoolJson<'a> {
     camera: &'a str,
     name: &'static str,
-    capacity: usize,
-    in_use: usize,
-    high_water: usize,
-    empty: u64,
+    /// capacity, in_use, high_water, empty.
+    #[serde(flatten)]
+    counts: Fields<'a>,
 }
 
 /// The data directory's file system.
-#[derive(Serialize)]
+#[derive(Clone, Copy, Serialize)]
 pub struct Disk<'a> {
     path: &'a str,
     /// Size in bytes.
@@ -97,24 +87,11 @@ pub struct Disk<'a> {
 }
 
 #[derive(Serialize)]
-struct EventsSummary {
+struct EventsSummary<'a> {
     latest_id: u64,
-    in_memory: usize,
-    evicted: u64,
-}
-
-#[derive(Serialize)]
-struct SseSummary {
-    clients: usize,
-    max_clients: usize,
-    lost: u64,
-}
-
-#[derive(Serialize)]
-struct WebSummary {
-    connections: usize,
-    max_connections: usize,
-    refused: u64,
+    /// in_memory, evicted.
+    #[serde(flatten)]
+    counts: Fields<'a>,
 }
 
 /// One camera in `/api/cameras` and in SSE `camera` messages.
@@ -127,26 +104,21 @@ pub struct Camera<'a> {
     codec: Option<&'static str>,
     width: u32,
     height: u32,
-    decode_fps: f64,
-    detect_fps: f64,
-    packets_received: u64,
-    frames_decoded: u64,
-    frames_detected: u64,
-    frames_dropped: u64,
-    packets_dropped: u64,
-    reconnects: u64,
-    events: u64,
-    recording: Recording,
+    /// decode_fps, detect_fps, packets_received, frames_decoded,
+    /// frames_detected, frames_dropped, packets_dropped, reconnects, events.
+    #[serde(flatten)]
+    counts: Fields<'a>,
+    recording: Recording<'a>,
     /// The device and negotiated mode (V4L2 cameras only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    v4l2: Option<V4l2>,
+    v4l2: Option<V4l2<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     latest_events: Option<Vec<EventJson<'a>>>,
 }
 
 /// A V4L2 camera's device and the mode it negotiated.
 #[derive(Serialize)]
-struct V4l2 {
+struct V4l2<'a> {
     device: String,
     /// nv12, yuyv, mjpeg or h264; absent until the device was opened.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -154,51 +126,48 @@ struct V4l2 {
     width: u32,
     height: u32,
     stride: u32,
-    fps: f64,
     buffers: u32,
     /// Bytes of one driver buffer's frame.
     frame_bytes: u32,
-    /// Frames the driver dropped (no free buffer).
-    driver_dropped: u64,
+    /// fps (0 when the device does not say), driver_dropped (frames the
+    /// driver dropped for want of a free buffer).
+    #[serde(flatten)]
+    counts: Fields<'a>,
 }
 
-fn v4l2(c: &CameraMetrics) -> Option<V4l2> {
+fn v4l2<'a>(s: Scrape<'a>, index: usize, c: &CameraMetrics) -> Option<V4l2<'a>> {
     let device = c.v4l2.device()?;
     let mode = c.v4l2.mode();
     Some(V4l2 {
         device,
-        format: mode.as_ref().map(|m| m.format.as_str()),
-        width: mode.as_ref().map_or(0, |m| m.width),
-        height: mode.as_ref().map_or(0, |m| m.height),
-        stride: mode.as_ref().map_or(0, |m| m.stride),
-        fps: mode.as_ref().map_or(0.0, |m| m.fps),
-        buffers: mode.as_ref().map_or(0, |m| m.buffers),
-        frame_bytes: mode.as_ref().map_or(0, |m| m.frame_bytes),
-        driver_dropped: c.v4l2.driver_dropped.get(),
+        format: mode.map(|m| m.format),
+        width: mode.map_or(0, |m| m.width),
+        height: mode.map_or(0, |m| m.height),
+        stride: mode.map_or(0, |m| m.stride),
+        buffers: mode.map_or(0, |m| m.buffers),
+        frame_bytes: mode.map_or(0, |m| m.frame_bytes),
+        counts: Fields::new(s, Doc::V4l2, index),
     })
 }
 
 /// A camera's clips.
 #[derive(Serialize)]
-struct Recording {
+struct Recording<'a> {
     /// off, idle, recording or error.
     state: &'static str,
     /// The last write error ("" when fine).
     error: String,
-    clips_opened: u64,
-    clips_finished: u64,
-    clips_truncated: u64,
-    write_errors: u64,
-    bytes_written: u64,
-    /// Stream seconds the pre-roll ring holds.
-    ring_seconds: f64,
-    ring_bytes: f64,
+    /// clips_opened, clips_finished, clips_truncated, write_errors,
+    /// bytes_written, ring_seconds (stream seconds the pre-roll ring
+    /// holds), ring_bytes.
+    #[serde(flatten)]
+    counts: Fields<'a>,
 }
 
-fn recording(ctx: &WebContext, index: usize, c: &CameraMetrics) -> Recording {
+fn recording<'a>(s: Scrape<'a>, index: usize, c: &CameraMetrics) -> Recording<'a> {
     let r = &c.record;
     let error = r.error();
-    let state = if !ctx.recording.get(index).copied().unwrap_or(false) {
+    let state = if !s.ctx.recording.get(index).copied().unwrap_or(false) {
         "off"
     } else if !error.is_empty() {
         "error"
@@ -210,13 +179,7 @@ fn recording(ctx: &WebContext, index: usize, c: &CameraMetrics) -> Recording {
     Recording {
         state,
         error,
-        clips_opened: r.clips_opened.get(),
-        clips_finished: r.clips_finished.get(),
-        clips_truncated: r.clips_truncated.get(),
-        write_errors: r.write_errors.get(),
-        bytes_written: r.bytes_written.get(),
-        ring_seconds: r.ring_seconds.get(),
-        ring_bytes: r.ring_bytes.get(),
+        counts: Fields::new(s, Doc::Recording, index),
     }
 }
 
@@ -242,118 +205,68 @@ struct BoxJson {
     y1: f32,
 }
 
-/// `/api/events`.
-#[derive(Serialize)]
-pub struct EventsPage<'a> {
-    events: Vec<EventJson<'a>>,
-    next_after: u64,
-}
-
 /// Builds `/api/status`.
 pub fn status(ctx: &WebContext) -> Status<'_> {
     let r = &ctx.registry;
-    let p = &r.process;
+    let s = Scrape::new(ctx);
     Status {
-        version: env!("CARGO_PKG_VERSION"),
+        version: crate::version::get(),
         boot_slot: ctx.boot_slot.as_deref(),
         uptime_seconds: ctx.started.elapsed().as_secs_f64(),
         backend: r.backend,
-        cpu_percent: p.cpu_percent.get(),
+        cpu_percent: r.process.cpu_percent.get(),
         load1: load1(),
-        rss_bytes: p.rss_bytes.get(),
-        rss_peak_bytes: p.rss_peak_bytes.get(),
-        memory_budget_bytes: r.memory_budget_bytes.get(),
-        memory_limit_bytes: r.memory_limit_bytes.get(),
-        threads: p.threads.get(),
-        open_fds: p.open_fds.get(),
+        process: Fields::new(s, Doc::Status, 0),
         pools: r
             .pools()
             .iter()
-            .map(|lp| {
-                let s = lp.pool.stats();
-                PoolJson {
-                    camera: &lp.camera,
-                    name: s.name,
-                    capacity: s.capacity,
-                    in_use: s.in_use,
-                    high_water: s.high_water,
-                    empty: s.exhausted,
-                }
+            .enumerate()
+            .map(|(i, lp)| PoolJson {
+                camera: &lp.camera,
+                name: lp.pool.stats().name,
+                counts: Fields::new(s, Doc::Pool, i),
             })
             .collect(),
         disk: disk_usage(&ctx.data_dir),
         events: EventsSummary {
             latest_id: ctx.events.latest_id(),
-            in_memory: ctx.events.len(),
-            evicted: ctx.events.evicted(),
+            counts: Fields::new(s, Doc::Events, 0),
         },
-        store: store_summary(ctx),
-        upstream: upstream_summary(ctx),
-        sse: SseSummary {
-            clients: ctx.hub.active(),
-            max_clients: ctx.hub.capacity(),
-            lost: ctx.hub.lost.get(),
-        },
-        web: WebSummary {
-            connections: ctx.stats.open.load(Ordering::Relaxed),
-            max_connections: ctx.config.max_connections,
-            refused: ctx.stats.refused.get(),
-        },
+        store: store_summary(s),
+        upstream: upstream_summary(s),
+        sse: Fields::new(s, Doc::Sse, 0),
+        web: Fields::new(s, Doc::Web, 0),
     }
 }
 
-fn store_summary(ctx: &WebContext) -> StoreSummary {
-    let o = &ctx.registry.outputs;
-    let (totals, limits, counters, error) = match &ctx.store {
-        Some(s) => (
-            s.totals(),
-            Some(s.limits().clone()),
-            Some(&s.counters),
-            s.last_error(),
+fn store_summary(s: Scrape<'_>) -> StoreSummary<'_> {
+    let (error, max_events, last_id) = match s.store {
+        Some((store, totals)) => (
+            store.last_error(),
+            store.limits().max_events,
+            totals.last_id,
         ),
-        None => (Default::default(), None, None, ctx.store_error.clone()),
+        None => (s.ctx.store_error.clone(), 0, 0),
     };
-    let count =
-        |c: Option<&std::sync::atomic::AtomicU64>| c.map_or(0, |c| c.load(Ordering::Relaxed));
     StoreSummary {
-        ok: ctx.store.is_some() && error.is_empty(),
         error,
-        events: totals.events,
-        bytes: totals.bytes,
-        max_bytes: limits.as_ref().map_or(0, |l| l.max_bytes),
-        max_events: limits.as_ref().map_or(0, |l| l.max_events),
-        last_id: totals.last_id,
-        written: count(counters.map(|c| &c.written)),
-        deleted: count(counters.map(|c| &c.deleted)),
-        lost: count(counters.map(|c| &c.lost)),
-        snapshots_written: o.snapshots_written.get(),
-        snapshots_failed: o.snapshots_failed.get(),
-        snapshot_pool_empty: o.snapshot_pool_empty.get(),
-        queue_dropped: o.jobs_dropped.get(),
+        max_events,
+        last_id,
+        counts: Fields::new(s, Doc::Store, 0),
     }
 }
 
-fn upstream_summary(ctx: &WebContext) -> Vec<UpstreamSummary> {
-    let totals = ctx.store.as_ref().map(|s| s.totals()).unwrap_or_default();
+fn upstream_summary(s: Scrape<'_>) -> Vec<UpstreamSummary<'_>> {
     crate::store::Sink::ALL
         .iter()
         .filter_map(|&sink| {
             let i = sink as usize;
-            let m = &ctx.registry.outputs.upstream[i];
-            let (target, last_error) = m.describe();
+            let (target, last_error) = s.ctx.registry.outputs.upstream[i].describe();
             (!target.is_empty()).then(|| UpstreamSummary {
                 name: sink.as_str(),
                 target,
-                up: m.up.get() > 0.5,
-                pending_events: totals.outbox_events[i],
-                pending_bytes: totals.outbox_bytes[i],
-                delivered: m.delivered.get(),
-                failures: m.failures.get(),
-                rejected: m.rejected.get(),
-                dropped: totals.outbox_dropped[i],
-                clips_delivered: m.clips_delivered.get(),
-                clip_failures: m.clip_failures.get(),
                 last_error,
+                counts: Fields::new(s, Doc::Upstream, i),
             })
         })
         .collect()
@@ -362,6 +275,7 @@ fn upstream_summary(ctx: &WebContext) -> Vec<UpstreamSummary> {
 /// Builds one camera's document; with its latest events when `with_events`.
 pub fn camera<'a>(ctx: &'a WebContext, index: usize, with_events: bool) -> Camera<'a> {
     let c: &CameraMetrics = &ctx.registry.cameras[index];
+    let scrape = Scrape::new(ctx);
     let s = c.status();
     let latest_events = with_events.then(|| {
         let mut latest = Vec::with_capacity(LATEST_PER_CAMERA);
@@ -377,17 +291,9 @@ pub fn camera<'a>(ctx: &'a WebContext, index: usize, with_events: bool) -> Camer
         codec: s.codec.map(|c| c.as_str()),
         width: s.width,
         height: s.height,
-        decode_fps: c.decode_fps.get(),
-        detect_fps: c.detect_fps.get(),
-        packets_received: c.packets_received.get(),
-        frames_decoded: c.frames_decoded.get(),
-        frames_detected: c.frames_detected.get(),
-        frames_dropped: c.frames_dropped.lost(),
-        packets_dropped: c.packets_dropped.lost(),
-        reconnects: c.reconnects.get(),
-        events: c.events.get(),
-        recording: recording(ctx, index, c),
-        v4l2: v4l2(c),
+        counts: Fields::new(scrape, Doc::Camera, index),
+        recording: recording(scrape, index, c),
+        v4l2: v4l2(scrape, index, c),
         latest_events,
     }
 }
@@ -445,6 +351,7 @@ pub fn stored_event(r: &crate::store::EventRecord) -> StoredEventJson<'_> {
         snapshot: (r.snapshot_bytes > 0).then(|| snapshot_url(r.id)),
         clip: r.clip.map(|_| clip_url(r.id)),
         clip_id: r.clip,
+        clock_unsynced: r.clock_unsynced,
     }
 }
 
@@ -471,40 +378,9 @@ pub struct StoredEventJson<'a> {
     /// The clip's id: the id of the event that opened it, shared by every
     /// event it covers.
     clip_id: Option<u64>,
-}
-
-/// Builds a page of stored events after `after`, at most `limit` (capped at
-/// [`MAX_PAGE`]), as JSON; from the in-memory ring when there is no store.
-pub fn events_page_json(ctx: &WebContext, after: u64, limit: usize) -> Result<Vec<u8>, String> {
-    let Some(store) = &ctx.store else {
-        return serde_json::to_vec(&events_page(ctx, after, limit)).map_err(|e| e.to_string());
-    };
-    let records = store
-        .after(after, limit.min(MAX_PAGE))
-        .map_err(|e| e.to_string())?;
-    let page = StoredEventsPage {
-        next_after: records.last().map_or(after, |r| r.id),
-        events: records.iter().map(stored_event).collect(),
-    };
-    serde_json::to_vec(&page).map_err(|e| e.to_string())
-}
-
-#[derive(Serialize)]
-struct StoredEventsPage<'a> {
-    events: Vec<StoredEventJson<'a>>,
-    next_after: u64,
-}
-
-/// Builds a page of in-memory events after `after`, at most `limit` (capped
-/// at [`MAX_PAGE`]).
-pub fn events_page(ctx: &WebContext, after: u64, limit: usize) -> EventsPage<'_> {
-    let mut found = Vec::with_capacity(limit.min(MAX_PAGE));
-    ctx.events.after(after, limit.min(MAX_PAGE), &mut found);
-    let next_after = found.last().map_or(after, |e| e.id);
-    EventsPage {
-        events: found.iter().map(|e| event(ctx, e)).collect(),
-        next_after,
-    }
+    /// The box's clock was not synchronised when the event was stored:
+    /// `time_ms` may be far off.
+    clock_unsynced: bool,
 }
 
 /// Size and free space of the file system holding `path`.
@@ -530,6 +406,36 @@ fn load1() -> Option<f64> {
     text.split_whitespace().next()?.parse().ok()
 }
 
+/// `/api/health`, the one public document: `ok` is true when the event
+/// store is open and no camera is in state `error` (a camera still
+/// connecting is not a fault: it retries by itself). It names no camera
+/// and no reason; those are behind the login in `/api/status`.
+#[derive(Serialize)]
+pub struct Health {
+    ok: bool,
+    version: &'static str,
+    /// A saved configuration is being applied: this process is stopping and
+    /// has handed its sessions to the next one, so the page must wait for
+    /// the next one (answered with 503 while true).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub restarting: bool,
+}
+
+/// The health document of `ctx`.
+pub fn health(ctx: &WebContext) -> Health {
+    let cameras_ok = ctx
+        .registry
+        .cameras
+        .iter()
+        .all(|c| c.state() != crate::metrics::CameraState::Error);
+    let restarting = ctx.settings.as_ref().is_some_and(|s| s.restart_requested());
+    Health {
+        ok: ctx.store.is_some() && cameras_ok && !restarting,
+        version: crate::version::get(),
+        restarting,
+    }
+}
+
 /// The RAUC boot slot from the kernel command line (`rauc.slot=A`), read once
 /// at start; `None` off a RAUC system.
 pub fn boot_slot(cmdline: &str) -> Option<String> {
@@ -540,17 +446,9 @@ pub fn boot_slot(cmdline: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// A camera URL safe to show: user info (`user:password@`) removed.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.has_host() && (!u.username().is_empty() || u.password().is_some()) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.to_string()
-        }
-        _ => url.to_owned(),
-    }
-}
+/// A camera URL safe to show: user info removed, query values hidden (the
+/// one implementation lives with the configuration that holds the URLs).
+pub use crate::config::redact_url;
 
 #[cfg(test)]
 mod tests {

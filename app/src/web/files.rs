@@ -7,23 +7,24 @@
 //! server holds for files is therefore `MAX_FILE_STREAMS` x `CHUNK` plus what
 //! hyper buffers, whatever the clients do; the budget's web line counts it.
 //!
-//! Reads are plain blocking reads of at most `CHUNK` bytes on the I/O
-//! thread: a page-cache or eMMC read of 64 KiB takes well under a
-//! millisecond, and it keeps the runtime's one blocking thread free.
+//! Opening and every read run on the disk thread (`crate::disk`), never on
+//! the runtime: a slow card delays the download, not the cameras.
 //! Single byte ranges (`Range: bytes=a-b`, `a-`, `-n`) are honoured, which
 //! is what a browser's `<video>` asks for to seek.
 
+use crate::disk::{ChunkReader, Disk};
 use hyper::body::{Bytes, Frame};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Seek, SeekFrom};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 /// Files being sent at once at most.
 pub const MAX_FILE_STREAMS: usize = 4;
 
 /// Bytes read per step.
-pub const CHUNK: usize = 64 << 10;
+pub const CHUNK: usize = crate::disk::CHUNK;
 
 /// The permits for file streams.
 #[derive(Debug, Default)]
@@ -58,38 +59,34 @@ impl FileSlots {
     }
 }
 
-/// A file's bytes `start..start + len`, read a chunk at a time.
-#[derive(Debug)]
+/// A file's bytes `start..start + len`, read a chunk at a time on the disk
+/// thread.
 pub struct FileBody {
-    file: std::fs::File,
-    remaining: u64,
+    reader: ChunkReader,
     _slot: FileSlot,
+}
+
+impl std::fmt::Debug for FileBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileBody")
+            .field("remaining", &self.reader.remaining())
+            .finish()
+    }
 }
 
 impl FileBody {
     /// The next chunk, or `None` at the end (or on a read error, which ends
     /// the response short: the client sees a truncated body, never garbage).
-    pub fn next_frame(&mut self) -> Option<Frame<Bytes>> {
-        if self.remaining == 0 {
-            return None;
-        }
-        let n = (self.remaining as usize).min(CHUNK);
-        let mut buf = vec![0u8; n];
-        match self.file.read_exact(&mut buf) {
-            Ok(()) => {
-                self.remaining -= n as u64;
-                Some(Frame::data(Bytes::from(buf)))
-            }
-            Err(_) => {
-                self.remaining = 0;
-                None
-            }
+    pub fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Frame<Bytes>>> {
+        match std::task::ready!(self.reader.poll_chunk(cx)) {
+            Some(Ok(chunk)) => Poll::Ready(Some(Frame::data(chunk))),
+            Some(Err(_)) | None => Poll::Ready(None),
         }
     }
 
     /// Bytes left to send.
     pub fn remaining(&self) -> u64 {
-        self.remaining
+        self.reader.remaining()
     }
 }
 
@@ -180,8 +177,10 @@ pub enum OpenError {
 }
 
 /// Opens `path` (a regular file of at most `max_size` bytes) for sending
-/// the part `range` asks for.
+/// the part `range` asks for, read through `disk`. Blocks: call it on the
+/// disk thread.
 pub fn open(
+    disk: &Arc<Disk>,
     slots: &Arc<FileSlots>,
     path: &Path,
     max_size: u64,
@@ -206,8 +205,7 @@ pub fn open(
     }
     Ok(Opened {
         body: FileBody {
-            file,
-            remaining: len,
+            reader: ChunkReader::new(disk.clone(), file, len),
             _slot: slot,
         },
         size,
@@ -281,20 +279,27 @@ mod tests {
         let path = dir.join("f.bin");
         let data: Vec<u8> = (0..(CHUNK * 2 + 100)).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &data).unwrap();
+        let disk = Disk::start("test-disk", 4).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let next = |b: &mut FileBody| {
+            rt.block_on(std::future::poll_fn(|cx| b.poll_frame(cx)))
+                .map(|f| f.into_data().unwrap())
+        };
         let slots = Arc::new(FileSlots::default());
         let mut open_ones = Vec::new();
         for _ in 0..MAX_FILE_STREAMS {
-            open_ones.push(open(&slots, &path, u64::MAX, None).unwrap());
+            open_ones.push(open(&disk, &slots, &path, u64::MAX, None).unwrap());
         }
         assert_eq!(
-            open(&slots, &path, u64::MAX, None).unwrap_err(),
+            open(&disk, &slots, &path, u64::MAX, None).unwrap_err(),
             OpenError::Busy
         );
         let mut first = open_ones.pop().unwrap();
         let mut got = Vec::new();
         let mut frames = 0;
-        while let Some(f) = first.body.next_frame() {
-            let d = f.into_data().unwrap();
+        while let Some(d) = next(&mut first.body) {
             assert!(d.len() <= CHUNK);
             got.extend_from_slice(&d);
             frames += 1;
@@ -302,22 +307,23 @@ mod tests {
         assert_eq!(frames, 3);
         assert_eq!(got, data);
         drop(first);
-        let mut ranged = open(&slots, &path, u64::MAX, Some("bytes=5-9")).unwrap();
+        let mut ranged = open(&disk, &slots, &path, u64::MAX, Some("bytes=5-9")).unwrap();
         assert_eq!(ranged.part, Part::Range { start: 5, end: 9 });
-        let d = ranged.body.next_frame().unwrap().into_data().unwrap();
+        let d = next(&mut ranged.body).unwrap();
         assert_eq!(&d[..], &data[5..10]);
-        assert!(ranged.body.next_frame().is_none());
+        assert!(next(&mut ranged.body).is_none());
         drop(ranged);
         drop(open_ones);
         assert_eq!(slots.in_use(), 0);
         assert_eq!(
-            open(&slots, &path, 10, None).unwrap_err(),
+            open(&disk, &slots, &path, 10, None).unwrap_err(),
             OpenError::Missing
         );
         assert_eq!(
-            open(&slots, &dir.join("none"), u64::MAX, None).unwrap_err(),
+            open(&disk, &slots, &dir.join("none"), u64::MAX, None).unwrap_err(),
             OpenError::Missing
         );
+        disk.stop();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

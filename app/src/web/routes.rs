@@ -1,8 +1,19 @@
 //! Request routing and the handlers.
 //!
-//! Every handler answers from memory in microseconds except the password
-//! checks, which hash on the runtime's one blocking thread so that a login
-//! never holds an IO worker. Every request is bounded: headers by hyper
+//! This is the server's [`Handler`] for [`WebContext`]: the server hands
+//! each request here and knows nothing else of the routes (the import runs
+//! one way, from here to `server`).
+//!
+//! Handlers answer from memory in microseconds, or hand the slow part to a
+//! thread so that it never holds an IO worker: password checks hash on the
+//! runtime's one blocking thread; store reads and file reads run on the
+//! disk thread (`crate::disk`; a full queue is 503). Documents that grow
+//! with the data (`/metrics`, `/api/status`, `/api/cameras`,
+//! `/api/history`, pages of `/api/events`) are written into one of the
+//! fixed response buffers (`bodies`; none free within a short wait is 503),
+//! files are streamed in chunks (`files`), and the rest (errors, the
+//! session, health) are a few hundred bytes by construction. Every request
+//! is bounded: headers by hyper
 //! (size and `header_timeout`), bodies by `max_body` and `body_timeout`
 //! here. Bad requests get a 4xx with a JSON `{"error": ...}` saying what was
 //! wrong; nothing here panics on input.
@@ -13,24 +24,36 @@
 //! the `Host`, and once logged in they must carry the session's CSRF token in
 //! `X-CSRF-Token`. The session cookie is `HttpOnly; SameSite=Strict`.
 
+use super::access::{self, Denied};
 use super::api;
 use super::auth::{self, AuthError, SessionInfo};
-use super::files::{self, FileBody, OpenError, Part};
+use super::files::FileBody;
+use super::host;
 use super::prom;
-use super::server::{ConnState, InFlight};
+use super::server::{ConnState, Handler, WebStats};
 use super::sse::SseStream;
 use super::WebContext;
+use crate::config::WebConfig;
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
+
+mod camera_test;
+mod data;
+mod settings;
+mod update;
+
+use data::{buffer, built, events_page, events_query, stored_file};
+#[cfg(test)]
+use data::{stored_file_path, QueryError};
 
 /// The status page: one file, no build step.
 const STATUS_PAGE: &str = include_str!("status.html");
@@ -61,7 +84,7 @@ impl Body for ResponseBody {
         match self.get_mut() {
             ResponseBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ResponseBody::Sse(s) => Pin::new(s).poll_frame(cx),
-            ResponseBody::File(f) => Poll::Ready(f.next_frame().map(Ok)),
+            ResponseBody::File(f) => f.poll_frame(cx).map(|f| f.map(Ok)),
         }
     }
 
@@ -91,99 +114,92 @@ fn rejected((status, message): Reject) -> Resp {
     error(status, &message)
 }
 
-/// A response body that keeps its request counted as in flight until hyper
-/// drops it (written, or abandoned with the connection).
-pub struct TrackedBody {
-    body: ResponseBody,
-    _in_flight: InFlight,
-}
+/// The server's view of the web interface: its `[web]` limits, its
+/// counters, and [`route`] for every request.
+impl Handler for WebContext {
+    type Body = ResponseBody;
 
-impl Body for TrackedBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    fn limits(&self) -> &WebConfig {
+        &self.config
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+    fn stats(&self) -> &WebStats {
+        &self.stats
     }
 
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+    fn handle<'a>(
+        self: &'a Arc<Self>,
+        conn: &'a Arc<ConnState>,
+        req: Request<Incoming>,
+    ) -> impl Future<Output = Resp> + Send + 'a {
+        route(self, conn, req)
     }
-}
-
-/// Answers one request; never fails (errors are responses).
-pub async fn handle(
-    ctx: Arc<WebContext>,
-    conn: Arc<ConnState>,
-    req: Request<Incoming>,
-) -> Result<Response<TrackedBody>, Infallible> {
-    let in_flight = conn.begin_request();
-    let resp = route(&ctx, &conn, req).await;
-    let class = (resp.status().as_u16() / 100).clamp(2, 5) as usize - 2;
-    ctx.stats.responses[class].inc();
-    Ok(resp.map(|body| TrackedBody {
-        body,
-        _in_flight: in_flight,
-    }))
 }
 
 async fn route(ctx: &Arc<WebContext>, conn: &Arc<ConnState>, req: Request<Incoming>) -> Resp {
+    if let Err(e) = host::check(req.headers(), &ctx.config.hostnames) {
+        return error(StatusCode::MISDIRECTED_REQUEST, &e.to_string());
+    }
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     let get = method == Method::GET || method == Method::HEAD;
     let post = method == Method::POST;
     let now = Instant::now();
     let session = session_of(ctx, req.headers(), now);
-    let readable = ctx.config.public_status || session.is_some();
+    if let Err(why) = access::check(
+        &ctx.config,
+        &method,
+        &path,
+        req.headers(),
+        session.is_some(),
+    ) {
+        return denied(why);
+    }
     match path.as_str() {
         "/" | "/index.html" if get => page(),
-        "/events" if get => {
-            if !readable {
-                return login_required();
-            }
-            events_stream(ctx, conn)
+        "/api/health" if get => {
+            // 503 from a process that is stopping to apply a save: whoever
+            // waits for the restart (the page, the board test) waits on.
+            let health = api::health(ctx);
+            let status = if health.restarting {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::OK
+            };
+            json(status, &health)
         }
+        "/events" if get => events_stream(ctx, conn, session.as_ref()),
         "/metrics" if get => {
-            if !readable {
-                return login_required();
-            }
-            let mut r = full(StatusCode::OK, prom::render(ctx).into_bytes());
-            set(&mut r, header::CONTENT_TYPE, prom::CONTENT_TYPE);
-            r
+            let mut out = match buffer(ctx).await {
+                Ok(out) => out,
+                Err(busy) => return busy,
+            };
+            prom::render_into(ctx, &mut out);
+            built(out, prom::CONTENT_TYPE)
         }
         "/api/status" | "/api/cameras" | "/api/events" | "/api/history" if get => {
-            if !readable {
-                return login_required();
+            if path == "/api/events" {
+                return match events_query(req.uri().query().unwrap_or("")) {
+                    Ok((after, limit)) => events_page(ctx, after, limit).await,
+                    Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+                };
             }
-            match path.as_str() {
-                "/api/status" => json(StatusCode::OK, &api::status(ctx)),
-                "/api/cameras" => {
-                    let cams: Vec<_> = (0..ctx.registry.cameras.len())
+            let mut out = match buffer(ctx).await {
+                Ok(out) => out,
+                Err(busy) => return busy,
+            };
+            // A failed write is the buffer's overflow, answered by `built`.
+            let _ = match path.as_str() {
+                "/api/status" => serde_json::to_writer(&mut out, &api::status(ctx)),
+                "/api/cameras" => serde_json::to_writer(
+                    &mut out,
+                    &(0..ctx.registry.cameras.len())
                         .map(|i| api::camera(ctx, i, true))
-                        .collect();
-                    json(StatusCode::OK, &cams)
-                }
-                "/api/history" => json(StatusCode::OK, &ctx.history.to_json()),
-                _ => match events_query(req.uri().query().unwrap_or("")) {
-                    Ok((after, limit)) => match api::events_page_json(ctx, after, limit) {
-                        Ok(body) => {
-                            let mut r = full(StatusCode::OK, body);
-                            set(&mut r, header::CONTENT_TYPE, "application/json");
-                            set(&mut r, header::CACHE_CONTROL, "no-store");
-                            r
-                        }
-                        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e),
-                    },
-                    Err(msg) => error(StatusCode::BAD_REQUEST, &msg),
-                },
-            }
+                        .collect::<Vec<_>>(),
+                ),
+                _ => serde_json::to_writer(&mut out, &ctx.history.to_json()),
+            };
+            built(out, "application/json")
         }
         p if p.starts_with("/api/events/") => {
             if !get {
@@ -191,15 +207,15 @@ async fn route(ctx: &Arc<WebContext>, conn: &Arc<ConnState>, req: Request<Incomi
                 set(&mut r, header::ALLOW, "GET, HEAD");
                 return r;
             }
-            if !readable {
-                return login_required();
-            }
             let range = req
                 .headers()
                 .get(header::RANGE)
                 .and_then(|v| v.to_str().ok());
-            stored_file(ctx, p, range)
+            let range = range.map(str::to_owned);
+            stored_file(ctx, p, range).await
         }
+        p if settings::owns(p) => settings::handle(ctx, conn.peer.ip(), req).await,
+        p if update::owns(p) => update::handle(ctx, req).await,
         "/api/session" if get => json(StatusCode::OK, &session_json(ctx, session.as_ref())),
         "/api/setup" | "/api/login" | "/api/logout" | "/api/password" if post => {
             if let Err(r) = check_post(req.headers()) {
@@ -232,7 +248,7 @@ async fn route(ctx: &Arc<WebContext>, conn: &Arc<ConnState>, req: Request<Incomi
             }
         }
         "/" | "/index.html" | "/events" | "/metrics" | "/api/status" | "/api/cameras"
-        | "/api/events" | "/api/history" | "/api/session" => {
+        | "/api/events" | "/api/history" | "/api/session" | "/api/health" => {
             let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "use GET");
             set(&mut r, header::ALLOW, "GET, HEAD");
             r
@@ -255,8 +271,8 @@ fn page() -> Resp {
     r
 }
 
-fn events_stream(ctx: &Arc<WebContext>, conn: &Arc<ConnState>) -> Resp {
-    let Some(stream) = ctx.hub.subscribe() else {
+fn events_stream(ctx: &Arc<WebContext>, conn: &Arc<ConnState>, s: Option<&SessionInfo>) -> Resp {
+    let Some(stream) = ctx.hub.subscribe(s.map(|s| s.id)) else {
         let mut r = error(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many event streams; retry later",
@@ -268,126 +284,9 @@ fn events_stream(ctx: &Arc<WebContext>, conn: &Arc<ConnState>) -> Resp {
     let mut r = Response::new(ResponseBody::Sse(stream));
     set(&mut r, header::CONTENT_TYPE, "text/event-stream");
     set(&mut r, header::CACHE_CONTROL, "no-store");
+    // A stream ended by its session's end takes its connection with it.
+    set(&mut r, header::CONNECTION, "close");
     r
-}
-
-/// Parses `after=ID&limit=N`; unknown parameters are an error so a typo
-/// does not silently return the wrong page.
-/// What `/api/events/<id>/<file>` names: the event id and which file.
-fn stored_file_path(path: &str) -> Option<(u64, &str)> {
-    let (id, file) = path.strip_prefix("/api/events/")?.split_once('/')?;
-    // Digits only: no sign, no path tricks.
-    if id.is_empty() || id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    matches!(file, "snapshot.jpg" | "clip.mp4").then_some((id.parse().ok()?, file))
-}
-
-/// Snapshots are written by vigil and at most the JPEG buffer's size; a
-/// larger file is not one of ours and is not served.
-const MAX_SNAPSHOT_FILE: u64 = 16 << 20;
-
-/// Clips are bounded by the store quota (at most 1 TiB).
-const MAX_CLIP_FILE: u64 = 1 << 40;
-
-/// An event's snapshot or clip, sent from its file in chunks.
-fn stored_file(ctx: &WebContext, path: &str, range: Option<&str>) -> Resp {
-    let Some((id, which)) = stored_file_path(path) else {
-        return error(StatusCode::NOT_FOUND, "no such page");
-    };
-    let Some(store) = &ctx.store else {
-        return error(StatusCode::NOT_FOUND, "no event store");
-    };
-    let (file, max, content_type, missing) = if which == "snapshot.jpg" {
-        (
-            store.snapshot_path(id),
-            MAX_SNAPSHOT_FILE,
-            "image/jpeg",
-            "no snapshot for this event (none taken, not written yet, or deleted by retention)",
-        )
-    } else {
-        let clip = match store.get(id) {
-            Ok(Some(record)) => record.clip,
-            Ok(None) => None,
-            Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
-        };
-        let Some(clip) = clip else {
-            return error(
-                StatusCode::NOT_FOUND,
-                "no clip for this event (recording off, or the event is not stored yet)",
-            );
-        };
-        (
-            store.clip_path(clip),
-            MAX_CLIP_FILE,
-            "video/mp4",
-            "no clip for this event (not written yet, failed, or deleted by retention)",
-        )
-    };
-    let opened = match files::open(&ctx.files, &file, max, range) {
-        Ok(o) => o,
-        Err(OpenError::Missing) => return error(StatusCode::NOT_FOUND, missing),
-        Err(OpenError::Busy) => {
-            let mut r = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many files being sent; retry later",
-            );
-            set(&mut r, header::RETRY_AFTER, "1");
-            return r;
-        }
-    };
-    let size = opened.size;
-    let mut r = Response::new(ResponseBody::File(opened.body));
-    match opened.part {
-        Part::Whole => {}
-        Part::Range { start, end } => {
-            *r.status_mut() = StatusCode::PARTIAL_CONTENT;
-            set(
-                &mut r,
-                header::CONTENT_RANGE,
-                &format!("bytes {start}-{end}/{size}"),
-            );
-        }
-        Part::Unsatisfiable => {
-            *r.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
-            set(&mut r, header::CONTENT_RANGE, &format!("bytes */{size}"));
-        }
-    }
-    set(&mut r, header::CONTENT_TYPE, content_type);
-    set(&mut r, header::ACCEPT_RANGES, "bytes");
-    // A snapshot never changes while it exists; a clip grows while written.
-    let cache = if which == "snapshot.jpg" {
-        "private, max-age=86400"
-    } else {
-        "no-store"
-    };
-    set(&mut r, header::CACHE_CONTROL, cache);
-    r
-}
-
-fn events_query(query: &str) -> Result<(u64, usize), String> {
-    let mut after = 0u64;
-    let mut limit = DEFAULT_PAGE;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        match k {
-            "after" => {
-                after = v
-                    .parse()
-                    .map_err(|_| format!("`after` must be an event id (0 or more), got `{v}`"))?
-            }
-            "limit" => {
-                limit = v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
-                    format!(
-                        "`limit` must be a number from 1 to {}, got `{v}`",
-                        api::MAX_PAGE
-                    )
-                })?;
-            }
-            _ => return Err(format!("unknown parameter `{k}`; use after and limit")),
-        }
-    }
-    Ok((after, limit.min(api::MAX_PAGE)))
 }
 
 #[derive(Serialize)]
@@ -414,6 +313,9 @@ fn session_of(ctx: &WebContext, headers: &HeaderMap, now: Instant) -> Option<Ses
 #[serde(deny_unknown_fields)]
 struct PasswordBody {
     password: String,
+    /// The one-time setup code (setup only; login ignores it).
+    #[serde(default)]
+    code: String,
 }
 
 #[derive(Deserialize)]
@@ -433,11 +335,16 @@ async fn setup_or_login(
         Ok(b) => b,
         Err(r) => return rejected(r),
     };
+    let permit = match ctx.auth.admit(peer, &[&b.password], Instant::now()) {
+        Ok(p) => p,
+        Err(e) => return auth_error(e),
+    };
     let auth_ctx = ctx.clone();
     let result = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let now = Instant::now();
         if setup {
-            auth_ctx.auth.setup(peer, &b.password, now)
+            auth_ctx.auth.setup(peer, &b.code, &b.password, now)
         } else {
             auth_ctx.auth.login(peer, &b.password, now)
         }
@@ -471,8 +378,13 @@ async fn change_password(
         Ok(b) => b,
         Err(r) => return rejected(r),
     };
+    let permit = match ctx.auth.admit(peer, &[&b.current, &b.new], Instant::now()) {
+        Ok(p) => p,
+        Err(e) => return auth_error(e),
+    };
     let auth_ctx = ctx.clone();
     let result = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         auth_ctx
             .auth
             .change_password(peer, &token, &b.current, &b.new, Instant::now())
@@ -490,13 +402,14 @@ fn auth_error(e: AuthError) -> Resp {
     match e {
         AuthError::AlreadySet | AuthError::NotSet => error(StatusCode::CONFLICT, &msg),
         AuthError::WrongPassword => error(StatusCode::UNAUTHORIZED, &msg),
-        AuthError::RateLimited { retry_after } => {
+        AuthError::SetupCode { .. } => error(StatusCode::FORBIDDEN, &msg),
+        AuthError::RateLimited { retry_after } | AuthError::Busy { retry_after } => {
             let mut r = error(StatusCode::TOO_MANY_REQUESTS, &msg);
             let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             set(&mut r, header::RETRY_AFTER, &secs.max(1).to_string());
             r
         }
-        AuthError::WeakPassword(_) => error(StatusCode::BAD_REQUEST, &msg),
+        AuthError::WeakPassword(_) | AuthError::TooLong => error(StatusCode::BAD_REQUEST, &msg),
         AuthError::Storage(_) => {
             log::error!("admin password: {msg}");
             error(StatusCode::INTERNAL_SERVER_ERROR, &msg)
@@ -506,15 +419,21 @@ fn auth_error(e: AuthError) -> Resp {
 
 /// CSRF and content checks shared by every POST.
 fn check_post(headers: &HeaderMap) -> Result<(), Reject> {
+    check_post_as(headers, "application/json")
+}
+
+/// [`check_post`] for a body of `content_type` (the update's bundle is
+/// `application/octet-stream`, which a cross-site form cannot send either).
+fn check_post_as(headers: &HeaderMap, content_type: &str) -> Result<(), Reject> {
     let ct = header_str(headers, "content-type");
     if !ct
         .split(';')
         .next()
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case(content_type))
     {
         return Err((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send Content-Type: application/json".into(),
+            format!("send Content-Type: {content_type}"),
         ));
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
@@ -571,11 +490,13 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Reject> 
         .map_err(|e| (StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))
 }
 
-fn login_required() -> Resp {
-    error(
-        StatusCode::UNAUTHORIZED,
-        "log in to read status (web.public_status is off)",
-    )
+/// A request the access gate refused: 401, saying what to send.
+fn denied(why: Denied) -> Resp {
+    let mut r = error(StatusCode::UNAUTHORIZED, &why.to_string());
+    if why == Denied::Token {
+        set(&mut r, header::WWW_AUTHENTICATE, "Bearer");
+    }
+    r
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
@@ -632,59 +553,4 @@ fn set_cookie(r: &mut Resp, value: &str) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stored_file_paths_take_digits_and_known_names_only() {
-        assert_eq!(
-            stored_file_path("/api/events/42/snapshot.jpg"),
-            Some((42, "snapshot.jpg"))
-        );
-        assert_eq!(
-            stored_file_path("/api/events/7/clip.mp4"),
-            Some((7, "clip.mp4"))
-        );
-        for bad in [
-            "/api/events//snapshot.jpg",
-            "/api/events/-1/snapshot.jpg",
-            "/api/events/+1/clip.mp4",
-            "/api/events/1/../snapshot.jpg",
-            "/api/events/1/clip.mp4/",
-            "/api/events/1/other.bin",
-            "/api/events/99999999999999999999999/snapshot.jpg",
-            "/api/events/1x/snapshot.jpg",
-            "/api/events/1",
-        ] {
-            assert_eq!(stored_file_path(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn events_query_parses_and_caps() {
-        assert_eq!(events_query(""), Ok((0, DEFAULT_PAGE)));
-        assert_eq!(events_query("after=7&limit=3"), Ok((7, 3)));
-        assert_eq!(events_query("limit=1000000"), Ok((0, api::MAX_PAGE)));
-        for bad in ["after=-1", "after=x", "limit=0", "limit=", "foo=1", "after"] {
-            assert!(events_query(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn posts_need_json_and_same_origin() {
-        let mut h = HeaderMap::new();
-        assert!(check_post(&h).is_err(), "no content type");
-        h.insert("content-type", HeaderValue::from_static("text/plain"));
-        assert!(check_post(&h).is_err());
-        h.insert(
-            "content-type",
-            HeaderValue::from_static("application/json; charset=utf-8"),
-        );
-        assert!(check_post(&h).is_ok(), "no Origin: not a browser form");
-        h.insert("host", HeaderValue::from_static("10.0.0.9:8080"));
-        h.insert("origin", HeaderValue::from_static("http://evil.example"));
-        assert!(check_post(&h).is_err());
-        h.insert("origin", HeaderValue::from_static("http://10.0.0.9:8080"));
-        assert!(check_post(&h).is_ok());
-    }
-}
+mod tests;

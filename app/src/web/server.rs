@@ -33,12 +33,22 @@
 //!
 //! Read buffers are capped (`MAX_BUF`), so a connection's memory is bounded
 //! too; `budget.rs` counts `max_connections` of them.
+//!
+//! The server knows nothing of routes: it serves any [`Handler`], which
+//! supplies the limits, the counters and the answer to each request. It
+//! keeps the per-connection facts ([`ConnState`]) and counts a request as in
+//! flight from its arrival until its response body is dropped, which is
+//! what eviction looks at.
 
-use super::routes;
-use super::WebContext;
+use crate::config::WebConfig;
+use crate::metrics::Counter;
 use crate::shutdown::Shutdown;
+use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
+use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
@@ -61,6 +71,47 @@ const EVICT_WAIT: Duration = Duration::from_millis(200);
 /// What a connection over the cap gets before it is closed.
 const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\n\
 Content-Type: text/plain\r\nContent-Length: 22\r\nConnection: close\r\n\r\ntoo many connections\r\n";
+
+/// Connection counters of the server.
+#[derive(Debug, Default)]
+pub struct WebStats {
+    /// Connections open now.
+    pub open: AtomicUsize,
+    /// Connections accepted in all.
+    pub accepted: Counter,
+    /// Connections closed at once because the cap was reached.
+    pub refused: Counter,
+    /// Unproductive connections closed to admit a new one at the cap.
+    pub evicted: Counter,
+    /// Connections closed because nothing moved for `idle_timeout`.
+    pub idle_closed: Counter,
+    /// Streaming connections closed because the peer hung up.
+    pub peer_gone: Counter,
+    /// Responses by class: 2xx, 3xx, 4xx, 5xx.
+    pub responses: [Counter; 4],
+}
+
+/// What the server serves: its limits, its counters, and the answer to each
+/// request. The web interface's routes implement it; the server calls
+/// nothing else of theirs.
+pub trait Handler: Send + Sync + 'static {
+    /// The response body (a buffer, a stream, a file...).
+    type Body: Body<Data = Bytes, Error = Infallible> + Send + Unpin + 'static;
+
+    /// The `[web]` limits: `max_connections`, `header_timeout`,
+    /// `idle_timeout`, and `heartbeat` (for `TCP_USER_TIMEOUT`).
+    fn limits(&self) -> &WebConfig;
+
+    /// Where the server counts connections and responses.
+    fn stats(&self) -> &WebStats;
+
+    /// Answers one request on `conn`; never fails (errors are responses).
+    fn handle<'a>(
+        self: &'a Arc<Self>,
+        conn: &'a Arc<ConnState>,
+        req: Request<Incoming>,
+    ) -> impl Future<Output = Response<Self::Body>> + Send + 'a;
+}
 
 /// Per-connection facts shared between the IO wrapper, the request handler,
 /// the watchdog and the accept loop.
@@ -113,7 +164,7 @@ impl ConnState {
 
     /// Marks a request as being answered until the guard is dropped (with
     /// the response body, once it has been written or abandoned).
-    pub fn begin_request(self: &Arc<Self>) -> InFlight {
+    fn begin_request(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
     }
@@ -129,7 +180,7 @@ impl ConnState {
 }
 
 /// A request in flight on a connection; see [`ConnState::begin_request`].
-pub struct InFlight(Arc<ConnState>);
+struct InFlight(Arc<ConnState>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -137,6 +188,50 @@ impl Drop for InFlight {
         c.unproductive_since_ms.store(c.now_ms(), Ordering::Relaxed);
         c.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// A response body that keeps its request counted as in flight until hyper
+/// drops it (written, or abandoned with the connection).
+struct TrackedBody<B> {
+    body: B,
+    _in_flight: InFlight,
+}
+
+impl<B: Body<Data = Bytes, Error = Infallible> + Unpin> Body for TrackedBody<B> {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Answers one request through `handler`, counting it as in flight until
+/// its body is dropped and counting its status class.
+async fn respond<H: Handler>(
+    handler: Arc<H>,
+    conn: Arc<ConnState>,
+    req: Request<Incoming>,
+) -> Result<Response<TrackedBody<H::Body>>, Infallible> {
+    let in_flight = conn.begin_request();
+    let resp = handler.handle(&conn, req).await;
+    let class = (resp.status().as_u16() / 100).clamp(2, 5) as usize - 2;
+    handler.stats().responses[class].inc();
+    Ok(resp.map(|body| TrackedBody {
+        body,
+        _in_flight: in_flight,
+    }))
 }
 
 /// The open connections, one slot per permit, for choosing whom to evict.
@@ -182,9 +277,9 @@ impl Table {
 }
 
 /// Accepts until shutdown; each connection is served on its own task.
-pub async fn accept_loop(listener: TcpListener, ctx: Arc<WebContext>, mut shutdown: Shutdown) {
-    let permits = Arc::new(Semaphore::new(ctx.config.max_connections));
-    let table = Arc::new(Table::new(ctx.config.max_connections));
+pub async fn accept_loop<H: Handler>(listener: TcpListener, ctx: Arc<H>, mut shutdown: Shutdown) {
+    let permits = Arc::new(Semaphore::new(ctx.limits().max_connections));
+    let table = Arc::new(Table::new(ctx.limits().max_connections));
     let epoch = Instant::now();
     loop {
         let accepted = tokio::select! {
@@ -203,7 +298,7 @@ pub async fn accept_loop(listener: TcpListener, ctx: Arc<WebContext>, mut shutdo
         let permit = match permits.clone().try_acquire_owned() {
             Ok(p) => Some(p),
             Err(_) if table.evict_one() => {
-                ctx.stats.evicted.inc();
+                ctx.stats().evicted.inc();
                 tokio::time::timeout(EVICT_WAIT, permits.clone().acquire_owned())
                     .await
                     .ok()
@@ -212,7 +307,7 @@ pub async fn accept_loop(listener: TcpListener, ctx: Arc<WebContext>, mut shutdo
             Err(_) => None,
         };
         let Some(permit) = permit else {
-            ctx.stats.refused.inc();
+            ctx.stats().refused.inc();
             // Best effort and never waits: a full socket buffer just means
             // the client sees the connection close.
             let _ = stream.try_write(OVER_CAPACITY);
@@ -220,7 +315,7 @@ pub async fn accept_loop(listener: TcpListener, ctx: Arc<WebContext>, mut shutdo
             continue;
         };
         let _ = stream.set_nodelay(true);
-        set_user_timeout(&stream, ctx.config.heartbeat * 3);
+        set_user_timeout(&stream, ctx.limits().heartbeat * 3);
         let state = Arc::new(ConnState::new(epoch, peer));
         let Some(slot) = table.insert(&state) else {
             // Unreachable while permits and slots are equal in number.
@@ -230,20 +325,20 @@ pub async fn accept_loop(listener: TcpListener, ctx: Arc<WebContext>, mut shutdo
         let table = table.clone();
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            ctx.stats.open.fetch_add(1, Ordering::Relaxed);
-            ctx.stats.accepted.inc();
+            ctx.stats().open.fetch_add(1, Ordering::Relaxed);
+            ctx.stats().accepted.inc();
             serve_connection(stream, state, &ctx, stop).await;
             table.remove(slot);
-            ctx.stats.open.fetch_sub(1, Ordering::Relaxed);
+            ctx.stats().open.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
     }
 }
 
-async fn serve_connection(
+async fn serve_connection<H: Handler>(
     stream: TcpStream,
     state: Arc<ConnState>,
-    ctx: &Arc<WebContext>,
+    ctx: &Arc<H>,
     mut shutdown: Shutdown,
 ) {
     let fd = stream.as_raw_fd();
@@ -255,11 +350,11 @@ async fn serve_connection(
     let service_ctx = ctx.clone();
     let service_state = state.clone();
     let service = hyper::service::service_fn(move |req| {
-        routes::handle(service_ctx.clone(), service_state.clone(), req)
+        respond(service_ctx.clone(), service_state.clone(), req)
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(ctx.config.header_timeout)
+        .header_read_timeout(ctx.limits().header_timeout)
         .max_buf_size(MAX_BUF)
         .serve_connection(io, service);
     tokio::pin!(conn);
@@ -277,11 +372,11 @@ async fn serve_connection(
             _ = watch.tick() => {
                 let streaming = state.streaming.load(Ordering::Relaxed);
                 if streaming && peer_hung_up(fd) {
-                    ctx.stats.peer_gone.inc();
+                    ctx.stats().peer_gone.inc();
                     return;
                 }
-                if !streaming && state.idle_for() >= ctx.config.idle_timeout {
-                    ctx.stats.idle_closed.inc();
+                if !streaming && state.idle_for() >= ctx.limits().idle_timeout {
+                    ctx.stats().idle_closed.inc();
                     return;
                 }
             }

@@ -15,6 +15,13 @@
 //! stalled browser costs the pipeline nothing. Periodic status goes through a
 //! single latest-wins cell instead of the queues, so it can neither crowd out
 //! detections nor pile up.
+//!
+//! A stream opened with a session remembers the session's number, and ends
+//! when that session does (logout, password change, expiry, eviction): the
+//! web publisher asks [`Hub::end_sessions`] every tick which sessions are
+//! gone, and each of their streams sends a last `session` event and ends.
+//! That is one pass over the fixed slots per tick, no task or timer per
+//! stream.
 
 use crate::metrics::Counter;
 use hyper::body::{Body, Bytes, Frame};
@@ -31,6 +38,8 @@ use std::time::Duration;
 const PREAMBLE: &[u8] = b"retry: 3000\n: connected\n\n";
 /// A comment line; browsers ignore it, a dead peer makes the write fail.
 const HEARTBEAT: &[u8] = b": hb\n\n";
+/// The last message of a stream whose session ended.
+const SESSION_ENDED: &[u8] = b"event: session\ndata: {\"logged_in\":false}\n\n";
 
 /// The fan-out point between the pipeline's publishers and the streams.
 pub struct Hub {
@@ -54,6 +63,10 @@ struct Slot {
     /// Dropped since the client was last told.
     lost_unreported: u64,
     waker: Option<Waker>,
+    /// The session the stream was opened with.
+    session: Option<u64>,
+    /// That session is gone: the stream ends.
+    ended: bool,
 }
 
 #[derive(Default)]
@@ -73,6 +86,8 @@ impl Hub {
                         queue: VecDeque::with_capacity(queue_capacity),
                         lost_unreported: 0,
                         waker: None,
+                        session: None,
+                        ended: false,
                     })
                 })
                 .collect(),
@@ -133,8 +148,38 @@ impl Hub {
         }
     }
 
-    /// Opens a stream, or `None` when every slot is taken.
-    pub fn subscribe(self: &Arc<Self>) -> Option<SseStream> {
+    /// Ends every stream whose session `gone` says has ended; each sends a
+    /// last `session` event and finishes. `gone` is called without any slot
+    /// locked.
+    pub fn end_sessions(&self, gone: impl Fn(u64) -> bool) {
+        if self.active() == 0 {
+            return;
+        }
+        for slot in self.slots.iter() {
+            let session = {
+                let s = lock(slot);
+                match s.session {
+                    Some(id) if s.in_use && !s.ended => id,
+                    _ => continue,
+                }
+            };
+            if !gone(session) {
+                continue;
+            }
+            let mut s = lock(slot);
+            // The slot may have changed hands while `gone` ran.
+            if s.in_use && s.session == Some(session) {
+                s.ended = true;
+                if let Some(w) = s.waker.take() {
+                    w.wake();
+                }
+            }
+        }
+    }
+
+    /// Opens a stream, or `None` when every slot is taken; with `session`,
+    /// the stream ends when that session does ([`Hub::end_sessions`]).
+    pub fn subscribe(self: &Arc<Self>, session: Option<u64>) -> Option<SseStream> {
         for (index, slot) in self.slots.iter().enumerate() {
             let mut s = lock(slot);
             if s.in_use {
@@ -144,6 +189,8 @@ impl Hub {
             s.queue.clear();
             s.lost_unreported = 0;
             s.waker = None;
+            s.session = session;
+            s.ended = false;
             drop(s);
             self.active.fetch_add(1, Ordering::Relaxed);
             self.opened.inc();
@@ -153,6 +200,7 @@ impl Hub {
                 hub: self.clone(),
                 index,
                 preamble_sent: false,
+                finished: false,
                 // Start one behind so a new stream gets the current status.
                 latest_seen: self
                     .latest_generation
@@ -176,6 +224,8 @@ pub struct SseStream {
     hub: Arc<Hub>,
     index: usize,
     preamble_sent: bool,
+    /// The session-ended message has been sent; nothing follows.
+    finished: bool,
     latest_seen: u64,
     heartbeat: tokio::time::Interval,
 }
@@ -188,6 +238,10 @@ impl SseStream {
         }
         {
             let mut s = lock(&self.hub.slots[self.index]);
+            if s.ended {
+                self.finished = true;
+                return Some(Bytes::from_static(SESSION_ENDED));
+            }
             if s.lost_unreported > 0 {
                 let n = s.lost_unreported;
                 s.lost_unreported = 0;
@@ -224,6 +278,9 @@ impl Body for SseStream {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.finished {
+            return Poll::Ready(None);
+        }
         if let Some(m) = self.next_message(cx) {
             // Data is going out; the next heartbeat is a full period away.
             self.heartbeat.reset();
@@ -236,7 +293,7 @@ impl Body for SseStream {
     }
 
     fn is_end_stream(&self) -> bool {
-        false
+        self.finished
     }
 }
 
@@ -247,6 +304,8 @@ impl Drop for SseStream {
         s.queue.clear();
         s.lost_unreported = 0;
         s.waker = None;
+        s.session = None;
+        s.ended = false;
         drop(s);
         self.hub.active.fetch_sub(1, Ordering::Relaxed);
     }
@@ -285,13 +344,13 @@ mod tests {
     fn slots_are_capped_and_freed_on_drop() {
         rt().block_on(async {
             let hub = Arc::new(Hub::new(2, 4, Duration::from_secs(5)));
-            let a = hub.subscribe().expect("slot 1");
-            let b = hub.subscribe().expect("slot 2");
-            assert!(hub.subscribe().is_none());
+            let a = hub.subscribe(None).expect("slot 1");
+            let b = hub.subscribe(None).expect("slot 2");
+            assert!(hub.subscribe(None).is_none());
             assert_eq!((hub.active(), hub.rejected.get()), (2, 1));
             drop(a);
             assert_eq!(hub.active(), 1);
-            let c = hub.subscribe().expect("freed slot is reused");
+            let c = hub.subscribe(None).expect("freed slot is reused");
             drop((b, c));
             assert_eq!(hub.active(), 0);
         });
@@ -301,7 +360,7 @@ mod tests {
     fn slow_reader_loses_oldest_and_is_told() {
         rt().block_on(async {
             let hub = Arc::new(Hub::new(2, 3, Duration::from_secs(5)));
-            let mut s = hub.subscribe().unwrap();
+            let mut s = hub.subscribe(None).unwrap();
             assert_eq!(&next(&mut s).await[..], PREAMBLE);
             for i in 0..10 {
                 hub.publish(&Bytes::from(format!("m{i}")));
@@ -326,7 +385,7 @@ mod tests {
         }
         assert_eq!(hub.lost.get(), 0);
         rt().block_on(async {
-            let mut s = hub.subscribe().unwrap();
+            let mut s = hub.subscribe(None).unwrap();
             next(&mut s).await;
             assert!(try_next(&mut s).is_none(), "nothing queued from before");
         });
@@ -337,7 +396,7 @@ mod tests {
         rt().block_on(async {
             let hub = Arc::new(Hub::new(1, 2, Duration::from_millis(200)));
             hub.set_latest(Bytes::from_static(b"s1"));
-            let mut s = hub.subscribe().unwrap();
+            let mut s = hub.subscribe(None).unwrap();
             next(&mut s).await;
             assert_eq!(
                 &next(&mut s).await[..],
@@ -366,7 +425,7 @@ mod tests {
             .unwrap();
         rt.block_on(async {
             let hub = Arc::new(Hub::new(1, 2, Duration::from_secs(60)));
-            let mut s = hub.subscribe().unwrap();
+            let mut s = hub.subscribe(None).unwrap();
             next(&mut s).await;
             let publisher = hub.clone();
             let t = std::thread::spawn(move || {
@@ -375,6 +434,103 @@ mod tests {
             });
             let got = tokio::time::timeout(Duration::from_secs(5), next(&mut s)).await;
             assert_eq!(&got.expect("woken by publish")[..], b"late");
+            t.join().unwrap();
+        });
+    }
+
+    /// One poll: a message, the end of the stream, or nothing yet.
+    fn poll_once(stream: &mut SseStream) -> Poll<Option<Bytes>> {
+        let mut cx = Context::from_waker(Waker::noop());
+        Pin::new(stream)
+            .poll_frame(&mut cx)
+            .map(|f| f.map(|f| f.expect("infallible").into_data().expect("data")))
+    }
+
+    #[test]
+    fn streams_end_when_their_session_expires_or_logs_out_and_only_then() {
+        use crate::web::auth::{Auth, AuthConfig};
+        let dir = crate::test_dir::TempDir::new("sse-session");
+        let cfg = AuthConfig {
+            iterations: 1,
+            session_idle: Duration::from_secs(60),
+            session_lifetime: Duration::from_secs(3600),
+        };
+        let auth = Auth::open(&dir.0, cfg).expect("open");
+        let peer = std::net::IpAddr::from([10, 0, 0, 1]);
+        let t0 = std::time::Instant::now();
+        let code = auth.setup_code().expect("a setup code before setup");
+        let a = auth.setup(peer, &code, "correct horse", t0).expect("setup");
+        let b = auth
+            .login(peer, "correct horse", t0 + Duration::from_secs(30))
+            .expect("login");
+        rt().block_on(async {
+            let hub = Arc::new(Hub::new(3, 4, Duration::from_secs(60)));
+            let mut sa = hub.subscribe(Some(a.id)).unwrap();
+            let mut sb = hub.subscribe(Some(b.id)).unwrap();
+            let mut anonymous = hub.subscribe(None).unwrap();
+            for s in [&mut sa, &mut sb, &mut anonymous] {
+                assert_eq!(&next(s).await[..], PREAMBLE);
+            }
+            let sweep = |t: std::time::Instant| hub.end_sessions(|id| !auth.session_live(id, t));
+            // The clock is injected: a's idle timeout ends at exactly t0 + 60 s.
+            let expiry = t0 + cfg.session_idle;
+            sweep(expiry - Duration::from_nanos(1));
+            assert!(poll_once(&mut sa).is_pending(), "still valid");
+            sweep(expiry);
+            assert_eq!(
+                poll_once(&mut sa),
+                Poll::Ready(Some(Bytes::from_static(SESSION_ENDED)))
+            );
+            assert_eq!(
+                poll_once(&mut sa),
+                Poll::Ready(None),
+                "then the stream ends"
+            );
+            assert!(sa.is_end_stream());
+            assert!(poll_once(&mut sb).is_pending(), "b was used later");
+            assert!(poll_once(&mut anonymous).is_pending());
+            // Publishing still reaches the others, and the ended one stays ended.
+            hub.publish(&Bytes::from_static(b"m"));
+            assert_eq!(
+                poll_once(&mut sb),
+                Poll::Ready(Some(Bytes::from_static(b"m")))
+            );
+            assert_eq!(poll_once(&mut sa), Poll::Ready(None));
+            auth.logout(&b.token);
+            sweep(expiry);
+            assert_eq!(
+                poll_once(&mut sb),
+                Poll::Ready(Some(Bytes::from_static(SESSION_ENDED)))
+            );
+            assert_eq!(poll_once(&mut sb), Poll::Ready(None));
+            // A stream opened without a session is never ended by one.
+            hub.end_sessions(|_| true);
+            assert_eq!(
+                poll_once(&mut anonymous),
+                Poll::Ready(Some(Bytes::from_static(b"m")))
+            );
+            assert!(poll_once(&mut anonymous).is_pending());
+            // A slot freed by an ended stream is clean for the next one.
+            drop((sa, sb));
+            let mut c = hub.subscribe(Some(a.id)).unwrap();
+            assert_eq!(&next(&mut c).await[..], PREAMBLE);
+            assert!(poll_once(&mut c).is_pending());
+        });
+    }
+
+    #[test]
+    fn an_ended_session_wakes_its_waiting_stream() {
+        rt().block_on(async {
+            let hub = Arc::new(Hub::new(1, 2, Duration::from_secs(60)));
+            let mut s = hub.subscribe(Some(7)).unwrap();
+            next(&mut s).await;
+            let sweeper = hub.clone();
+            let t = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                sweeper.end_sessions(|id| id == 7);
+            });
+            let got = tokio::time::timeout(Duration::from_secs(5), next(&mut s)).await;
+            assert_eq!(&got.expect("woken by end_sessions")[..], SESSION_ENDED);
             t.join().unwrap();
         });
     }

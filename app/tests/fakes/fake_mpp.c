@@ -34,6 +34,7 @@
  *     eos 1 and no buffer.
  *   Nothing pending: 0 with NULL (or MPP_ERR_TIMEOUT -8 at once when the
  *   output timeout was set > 0; the fake never waits).
+ * reset(ctx) before mpp_init is a violation (MPP answers MPP_ERR_INIT);
  * reset(ctx) drops pending packets and an undelivered/unacknowledged info
  * change; the configured size stays, so the same size needs no new info
  * change. Frames already returned stay valid until deinit'ed.
@@ -60,6 +61,11 @@
  *     "decode_get_frame", "reset", "control" (and the unmodelled ones).
  *     "refused" counts calls MPP itself refuses without it being a bug of
  *     the caller's pairing (EXT_BUF_GROUP before mpp_init).
+ *   int fake_mpp_inject(const char *fault): arms one failure of the next
+ *     call it names: "mpp_create:null_api" (returns MPP_OK and a live
+ *     context but a NULL MppApi*; the context must still be destroyed) or
+ *     "mpp_init:fail" (returns MPP_NOK; the context stays uninitialised, so
+ *     a reset on it is a violation). 0, or -1 for an unknown fault.
  *   void fake_mpp_reset(void): forgets counters and violations; anything
  *     still live is marked dead (its memfds closed) so stale handles stay
  *     detectable.
@@ -78,7 +84,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define EXPORT __attribute__((visibility("default")))
+#include "fake_common.h"
 
 typedef int32_t MPP_RET;
 typedef void *MppCtx;
@@ -275,27 +281,17 @@ static long g_live[L_COUNT], g_max_live[L_COUNT];
 static unsigned long g_frames_out, g_info_changes, g_stalls, g_refused;
 
 #define MAX_VIOL 64
-static char *g_viol[MAX_VIOL];
-static size_t g_n_viol, g_viol_dropped;
+static char *g_viol_msg[MAX_VIOL];
+static struct vlog g_viol = {g_viol_msg, MAX_VIOL, 0, 0};
 
 static void violation(int fn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void violation(int fn, const char *fmt, ...) {
-    if (g_n_viol >= MAX_VIOL) {
-        g_viol_dropped++;
-        return;
-    }
     char msg[320];
-    int n = snprintf(msg, sizeof msg, "%s: ", fn_names[fn]);
-    if (n < 0) n = 0;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
+    vlog_vformat(msg, sizeof msg, fn_names[fn], fmt, ap);
     va_end(ap);
-    char *s = strdup(msg);
-    if (s)
-        g_viol[g_n_viol++] = s;
-    else
-        g_viol_dropped++;
+    vlog_add(&g_viol, msg);
 }
 
 static void live_add(int which, long d) {
@@ -682,7 +678,10 @@ static MPP_RET api_reset(MppCtx ctx) {
     ENTER(F_reset);
     MPP_RET ret = MPP_NOK;
     struct obj *o = check(ctx, K_CTX, F_reset);
-    if (o) {
+    if (o && !o->u.c.inited) {
+        /* MPP answers MPP_ERR_INIT: there is nothing to reset yet. */
+        violation(F_reset, "out of order: called before mpp_init");
+    } else if (o) {
         struct ctx_s *c = &o->u.c;
         c->qn = 0;
         c->qhead = 0;
@@ -879,6 +878,9 @@ static MppApi g_api = {
 
 /* ---- context ---- */
 
+/* Faults armed by fake_mpp_inject, each for the next call only. */
+static int g_fault_null_api, g_fault_init;
+
 EXPORT MPP_RET mpp_create(MppCtx *ctx, MppApi **mpi) {
     ENTER(F_mpp_create);
     MPP_RET ret = MPP_ERR_NULL_PTR;
@@ -892,7 +894,8 @@ EXPORT MPP_RET mpp_create(MppCtx *ctx, MppApi **mpi) {
             o->u.c.last_w = 640;
             o->u.c.last_h = 360;
             *ctx = o;
-            *mpi = &g_api;
+            *mpi = g_fault_null_api ? NULL : &g_api;
+            g_fault_null_api = 0;
             live_add(L_CTX, 1);
             ret = MPP_OK;
         } else {
@@ -910,6 +913,8 @@ EXPORT MPP_RET mpp_init(MppCtx ctx, int type, int coding) {
     if (!o) goto out;
     if (o->u.c.inited) {
         violation(F_mpp_init, "called twice on one context");
+    } else if (g_fault_init) {
+        g_fault_init = 0; /* an injected failure: the context stays uninitialised */
     } else if (type != 0) {
         violation(F_mpp_init, "type %d: the fake only decodes (MPP_CTX_DEC 0)", type);
     } else {
@@ -919,6 +924,22 @@ EXPORT MPP_RET mpp_init(MppCtx ctx, int type, int coding) {
     }
 out:
     LEAVE();
+    return ret;
+}
+
+/* Arms a fault for the next call it names: "mpp_create:null_api" (success
+ * with a live context but a NULL MppApi) or "mpp_init:fail" (MPP_NOK, the
+ * context left uninitialised). Returns 0, or -1 for an unknown fault. */
+EXPORT int fake_mpp_inject(const char *fault) {
+    int ret = 0;
+    pthread_mutex_lock(&g_lock);
+    if (fault && strcmp(fault, "mpp_create:null_api") == 0)
+        g_fault_null_api = 1;
+    else if (fault && strcmp(fault, "mpp_init:fail") == 0)
+        g_fault_init = 1;
+    else
+        ret = -1;
+    pthread_mutex_unlock(&g_lock);
     return ret;
 }
 
@@ -1386,47 +1407,6 @@ out:
 
 /* ---- test-only ---- */
 
-struct sbuf {
-    char *p;
-    size_t len, cap;
-};
-static void sb_put(struct sbuf *b, const char *s, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) return;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(struct sbuf *b, const char *fmt, ...) {
-    char tmp[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n > 0) sb_put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
-static void sb_json_str(struct sbuf *b, const char *s) {
-    sb_put(b, "\"", 1);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            char e[2] = {'\\', (char)c};
-            sb_put(b, e, 2);
-        } else if (c < 0x20) {
-            sb_printf(b, "\\u%04x", c);
-        } else {
-            sb_put(b, (const char *)&c, 1);
-        }
-    }
-    sb_put(b, "\"", 1);
-}
 static void sb_counts(struct sbuf *b, const char *key, const long *v) {
     sb_printf(b, ",\"%s\":{", key);
     for (int i = 0; i < L_COUNT; i++) sb_printf(b, "%s\"%s\":%ld", i ? "," : "", live_names[i], v[i]);
@@ -1437,34 +1417,17 @@ EXPORT size_t fake_mpp_report(char *buf, size_t cap) {
     struct sbuf b = {0};
     pthread_mutex_lock(&g_lock);
     sb_put(&b, "{\"calls\":{", 10);
-    int first = 1;
-    for (int i = 0; i < F_COUNT; i++) {
-        if (!g_calls[i]) continue;
-        if (!first) sb_put(&b, ",", 1);
-        first = 0;
-        sb_json_str(&b, fn_names[i]);
-        sb_printf(&b, ":%lu", g_calls[i]);
-    }
+    sb_call_counts(&b, fn_names, g_calls, F_COUNT, 1);
     sb_put(&b, "}", 1);
     sb_counts(&b, "live", g_live);
     sb_counts(&b, "max_live", g_max_live);
     sb_printf(&b, ",\"frames_out\":%lu,\"info_changes\":%lu,\"stalls\":%lu,\"refused\":%lu",
               g_frames_out, g_info_changes, g_stalls, g_refused);
     sb_put(&b, ",\"violations\":[", 15);
-    for (size_t i = 0; i < g_n_viol; i++) {
-        if (i) sb_put(&b, ",", 1);
-        sb_json_str(&b, g_viol[i]);
-    }
-    sb_printf(&b, "],\"violations_dropped\":%zu}", g_viol_dropped);
+    sb_json_strs(&b, g_viol.msg, g_viol.n);
+    sb_printf(&b, "],\"violations_dropped\":%zu}", g_viol.dropped);
     pthread_mutex_unlock(&g_lock);
-    size_t len = b.p ? b.len : 0;
-    if (buf && cap > 0) {
-        size_t n = len < cap - 1 ? len : cap - 1;
-        if (n) memcpy(buf, b.p, n);
-        buf[n] = 0;
-    }
-    free(b.p);
-    return len;
+    return sb_finish(&b, buf, cap);
 }
 
 EXPORT void fake_mpp_reset(void) {
@@ -1490,8 +1453,8 @@ EXPORT void fake_mpp_reset(void) {
     memset(g_live, 0, sizeof g_live);
     memset(g_max_live, 0, sizeof g_max_live);
     g_frames_out = g_info_changes = g_stalls = g_refused = 0;
-    for (size_t i = 0; i < g_n_viol; i++) free(g_viol[i]);
-    g_n_viol = g_viol_dropped = 0;
+    g_fault_null_api = g_fault_init = 0;
+    vlog_clear(&g_viol);
     pthread_mutex_unlock(&g_lock);
 }
 
@@ -1500,18 +1463,5 @@ EXPORT void fake_mpp_reset(void) {
  * or process exit; the last unload wins), so a test can check the pairs of a
  * process it only runs, such as the vigil binary. */
 __attribute__((destructor)) static void fake_mpp_write_report(void) {
-    const char *dir = getenv("FAKE_REPORT_DIR");
-    if (!dir || !*dir) return;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/fake_mpp.json", dir);
-    size_t len = fake_mpp_report(NULL, 0);
-    char *buf = malloc(len + 1);
-    if (!buf) return;
-    fake_mpp_report(buf, len + 1);
-    FILE *f = fopen(path, "w");
-    if (f) {
-        fputs(buf, f);
-        fclose(f);
-    }
-    free(buf);
+    fake_write_report("fake_mpp.json", fake_mpp_report);
 }

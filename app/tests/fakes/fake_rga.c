@@ -7,6 +7,9 @@
  * What it does
  *   - importbuffer_fd maps the fd (MAP_SHARED, wstride*hstride*bpp bytes) and
  *     returns a handle (> 0, never reused); releasebuffer_handle unmaps it.
+ *     The fd must still name the file it named at import when the handle
+ *     is released (its memory outlives the import, as with librga's kernel
+ *     driver); a closed or reused fd is a violation.
  *     Handle records are never freed: use after release, double release and
  *     never-imported handles are recorded as violations (and the call fails)
  *     instead of crashing.
@@ -55,7 +58,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define EXPORT __attribute__((visibility("default")))
+#include "fake_common.h"
 
 /* ---- librga types ---- */
 
@@ -155,6 +158,8 @@ struct handle {
     uint32_t id;
     int alive;
     int fd;
+    dev_t dev; /* the file fd named at import: checked again at release */
+    ino_t ino;
     uint32_t wstride, hstride, format;
     uint8_t *map;
     size_t size;
@@ -168,26 +173,18 @@ static unsigned long g_calls[F_COUNT];
 static struct handle *g_handles;
 static uint32_t g_next_handle = 1;
 static long g_live_handles, g_max_live_handles;
-static char *g_viol[MAX_VIOLATIONS];
-static size_t g_n_viol, g_viol_dropped;
+static char *g_viol_msg[MAX_VIOLATIONS];
+static struct vlog g_viol = {g_viol_msg, MAX_VIOLATIONS, 0, 0};
 static unsigned long g_rga2_over_4g; /* placeholder: always 0 in the fake */
 
 static void violation(int fn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void violation(int fn, const char *fmt, ...) {
     char msg[512];
-    int n = snprintf(msg, sizeof msg, "%s: ", fn_names[fn]);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
+    vlog_vformat(msg, sizeof msg, fn_names[fn], fmt, ap);
     va_end(ap);
-    if (g_n_viol < MAX_VIOLATIONS) {
-        char *copy = strdup(msg);
-        if (copy) {
-            g_viol[g_n_viol++] = copy;
-            return;
-        }
-    }
-    g_viol_dropped++;
+    vlog_add(&g_viol, msg);
 }
 
 static void enter(int fn) {
@@ -417,6 +414,11 @@ EXPORT rga_buffer_handle_t importbuffer_fd(int fd, im_handle_param_t *param) {
     h->id = g_next_handle++;
     h->alive = 1;
     h->fd = fd;
+    struct stat st;
+    if (fstat(fd, &st) == 0) {
+        h->dev = st.st_dev;
+        h->ino = st.st_ino;
+    }
     h->wstride = param->width;
     h->hstride = param->height;
     h->format = param->format;
@@ -442,6 +444,17 @@ EXPORT IM_STATUS releasebuffer_handle(rga_buffer_handle_t handle) {
         violation(F_releasebuffer_handle, "handle %u released twice", handle);
         st = IM_STATUS_INVALID_PARAM;
     } else {
+        /* The memory under an import must outlive it: librga's kernel
+         * driver keeps using the buffer until the release. A closed fd (or
+         * its number reused for another file) means its owner freed it
+         * first, as rknn_destroy_mem or mpp_buffer_group_put do. */
+        struct stat now;
+        if (!fd_is_open(h->fd) || fstat(h->fd, &now) != 0 || now.st_dev != h->dev ||
+            now.st_ino != h->ino)
+            violation(F_releasebuffer_handle,
+                      "handle %u: fd %d was closed before its import was released (the "
+                      "memory under an import must outlive it)",
+                      handle, h->fd);
         munmap(h->map, h->size);
         h->map = NULL;
         h->alive = 0;
@@ -598,85 +611,24 @@ EXPORT const char *imStrError_t(IM_STATUS status) {
 
 /* ---- test-only report ---- */
 
-struct sbuf {
-    char *p;
-    size_t len, cap;
-};
-
-static void sb_put(struct sbuf *b, const char *s, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) return;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-
-static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(struct sbuf *b, const char *fmt, ...) {
-    char tmp[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n > 0) sb_put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
-
-static void sb_json_str(struct sbuf *b, const char *s) {
-    sb_put(b, "\"", 1);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            char e[2] = {'\\', (char)c};
-            sb_put(b, e, 2);
-        } else if (c < 0x20) {
-            sb_printf(b, "\\u%04x", c);
-        } else {
-            sb_put(b, (const char *)&c, 1);
-        }
-    }
-    sb_put(b, "\"", 1);
-}
-
 EXPORT size_t fake_rga_report(char *buf, size_t cap) {
     struct sbuf b = {0};
     pthread_mutex_lock(&g_lock);
     sb_put(&b, "{\"calls\":{", 10);
-    for (int i = 0; i < F_COUNT; i++) {
-        if (i) sb_put(&b, ",", 1);
-        sb_json_str(&b, fn_names[i]);
-        sb_printf(&b, ":%lu", g_calls[i]);
-    }
+    sb_call_counts(&b, fn_names, g_calls, F_COUNT, 0);
     sb_printf(&b, "},\"live\":{\"handles\":%ld},\"max_live\":{\"handles\":%ld},\"violations\":[",
               g_live_handles, g_max_live_handles);
-    for (size_t i = 0; i < g_n_viol; i++) {
-        if (i) sb_put(&b, ",", 1);
-        sb_json_str(&b, g_viol[i]);
-    }
-    sb_printf(&b, "],\"violations_dropped\":%zu,\"rgb2_over_4g\":%lu}", g_viol_dropped,
+    sb_json_strs(&b, g_viol.msg, g_viol.n);
+    sb_printf(&b, "],\"violations_dropped\":%zu,\"rgb2_over_4g\":%lu}", g_viol.dropped,
               g_rga2_over_4g);
     pthread_mutex_unlock(&g_lock);
-    size_t len = b.p ? b.len : 0;
-    if (buf && cap > 0) {
-        size_t n = len < cap - 1 ? len : cap - 1;
-        if (n) memcpy(buf, b.p, n);
-        buf[n] = 0;
-    }
-    free(b.p);
-    return len;
+    return sb_finish(&b, buf, cap);
 }
 
 EXPORT void fake_rga_reset(void) {
     pthread_mutex_lock(&g_lock);
     memset(g_calls, 0, sizeof g_calls);
-    for (size_t i = 0; i < g_n_viol; i++) free(g_viol[i]);
-    g_n_viol = 0;
-    g_viol_dropped = 0;
+    vlog_clear(&g_viol);
     /* Live mappings are left mapped (the caller may still use them);
      * only the records go. */
     while (g_handles) {
@@ -695,18 +647,5 @@ EXPORT void fake_rga_reset(void) {
  * or process exit; the last unload wins), so a test can check the pairs of a
  * process it only runs, such as the vigil binary. */
 __attribute__((destructor)) static void fake_rga_write_report(void) {
-    const char *dir = getenv("FAKE_REPORT_DIR");
-    if (!dir || !*dir) return;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/fake_rga.json", dir);
-    size_t len = fake_rga_report(NULL, 0);
-    char *buf = malloc(len + 1);
-    if (!buf) return;
-    fake_rga_report(buf, len + 1);
-    FILE *f = fopen(path, "w");
-    if (f) {
-        fputs(buf, f);
-        fclose(f);
-    }
-    free(buf);
+    fake_write_report("fake_rga.json", fake_rga_report);
 }

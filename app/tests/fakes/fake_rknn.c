@@ -94,7 +94,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define EXPORT __attribute__((visibility("default")))
+#include "fake_common.h"
 
 /* ---- rknn_api.h types ---- */
 
@@ -374,8 +374,8 @@ static struct mem *g_mems;
 static struct oset *g_osets;
 static rknn_context g_next_ctx = 0x5a000010;
 static long g_live_ctx, g_max_ctx, g_live_mem, g_max_mem, g_live_out, g_max_out;
-static char *g_viol[MAX_VIOLATIONS];
-static size_t g_n_viol, g_viol_dropped;
+static char *g_viol_msg[MAX_VIOLATIONS];
+static struct vlog g_viol = {g_viol_msg, MAX_VIOLATIONS, 0, 0};
 static double g_last_mean = -1.0;
 static long g_last_core_mask = -1;
 static char g_last_error[512];
@@ -383,29 +383,20 @@ static char g_last_error[512];
 static void violation(int fn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void violation(int fn, const char *fmt, ...) {
     char msg[512];
-    int n = snprintf(msg, sizeof msg, "%s: ", fn_names[fn]);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
+    vlog_vformat(msg, sizeof msg, fn_names[fn], fmt, ap);
     va_end(ap);
     snprintf(g_last_error, sizeof g_last_error, "%s", msg);
-    if (g_n_viol < MAX_VIOLATIONS) {
-        char *copy = strdup(msg);
-        if (copy) {
-            g_viol[g_n_viol++] = copy;
-            return;
-        }
-    }
-    g_viol_dropped++;
+    vlog_add(&g_viol, msg);
 }
 
 /* An error that is not misuse (a bad model file...): only last_error. */
 static void soft_error(int fn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void soft_error(int fn, const char *fmt, ...) {
-    int n = snprintf(g_last_error, sizeof g_last_error, "%s: ", fn_names[fn]);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(g_last_error + n, sizeof g_last_error - (size_t)n, fmt, ap);
+    vlog_vformat(g_last_error, sizeof g_last_error, fn_names[fn], fmt, ap);
     va_end(ap);
 }
 
@@ -1292,69 +1283,17 @@ EXPORT int rknn_mem_sync(rknn_context context, rknn_tensor_mem *mem, int mode) {
 
 /* ---- test-only report ---- */
 
-struct sbuf {
-    char *p;
-    size_t len, cap;
-};
-
-static void sb_put(struct sbuf *b, const char *s, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) return;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-
-static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(struct sbuf *b, const char *fmt, ...) {
-    char tmp[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n > 0) sb_put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
-
-static void sb_json_str(struct sbuf *b, const char *s) {
-    sb_put(b, "\"", 1);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            char e[2] = {'\\', (char)c};
-            sb_put(b, e, 2);
-        } else if (c < 0x20) {
-            sb_printf(b, "\\u%04x", c);
-        } else {
-            sb_put(b, (const char *)&c, 1);
-        }
-    }
-    sb_put(b, "\"", 1);
-}
-
 EXPORT size_t fake_rknn_report(char *buf, size_t cap) {
     struct sbuf b = {0};
     pthread_mutex_lock(&g_lock);
     sb_put(&b, "{\"calls\":{", 10);
-    for (int i = 0; i < F_COUNT; i++) {
-        if (i) sb_put(&b, ",", 1);
-        sb_json_str(&b, fn_names[i]);
-        sb_printf(&b, ":%lu", g_calls[i]);
-    }
+    sb_call_counts(&b, fn_names, g_calls, F_COUNT, 0);
     sb_printf(&b, "},\"live\":{\"contexts\":%ld,\"mems\":%ld,\"outputs\":%ld}", g_live_ctx,
               g_live_mem, g_live_out);
     sb_printf(&b, ",\"max_live\":{\"contexts\":%ld,\"mems\":%ld,\"outputs\":%ld},\"violations\":[",
               g_max_ctx, g_max_mem, g_max_out);
-    for (size_t i = 0; i < g_n_viol; i++) {
-        if (i) sb_put(&b, ",", 1);
-        sb_json_str(&b, g_viol[i]);
-    }
-    sb_printf(&b, "],\"violations_dropped\":%zu,\"last_input_mean\":", g_viol_dropped);
+    sb_json_strs(&b, g_viol.msg, g_viol.n);
+    sb_printf(&b, "],\"violations_dropped\":%zu,\"last_input_mean\":", g_viol.dropped);
     if (g_last_mean < 0)
         sb_put(&b, "null", 4);
     else
@@ -1363,22 +1302,13 @@ EXPORT size_t fake_rknn_report(char *buf, size_t cap) {
     sb_json_str(&b, g_last_error);
     sb_put(&b, "}", 1);
     pthread_mutex_unlock(&g_lock);
-    size_t len = b.p ? b.len : 0;
-    if (buf && cap > 0) {
-        size_t n = len < cap - 1 ? len : cap - 1;
-        if (n) memcpy(buf, b.p, n);
-        buf[n] = 0;
-    }
-    free(b.p);
-    return len;
+    return sb_finish(&b, buf, cap);
 }
 
 EXPORT void fake_rknn_reset(void) {
     pthread_mutex_lock(&g_lock);
     memset(g_calls, 0, sizeof g_calls);
-    for (size_t i = 0; i < g_n_viol; i++) free(g_viol[i]);
-    g_n_viol = 0;
-    g_viol_dropped = 0;
+    vlog_clear(&g_viol);
     while (g_ctxs) {
         struct ctx *c = g_ctxs;
         g_ctxs = c->next;
@@ -1413,18 +1343,5 @@ EXPORT void fake_rknn_reset(void) {
  * or process exit; the last unload wins), so a test can check the pairs of a
  * process it only runs, such as the vigil binary. */
 __attribute__((destructor)) static void fake_rknn_write_report(void) {
-    const char *dir = getenv("FAKE_REPORT_DIR");
-    if (!dir || !*dir) return;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/fake_rknn.json", dir);
-    size_t len = fake_rknn_report(NULL, 0);
-    char *buf = malloc(len + 1);
-    if (!buf) return;
-    fake_rknn_report(buf, len + 1);
-    FILE *f = fopen(path, "w");
-    if (f) {
-        fputs(buf, f);
-        fclose(f);
-    }
-    free(buf);
+    fake_write_report("fake_rknn.json", fake_rknn_report);
 }

@@ -11,8 +11,10 @@
 //! counted ([`crate::metrics::V4l2Metrics::driver_dropped`]).
 
 use super::mode::Mode;
-use crate::metrics::{CameraMetrics, CameraState};
-use crate::source::backoff::Backoff;
+use crate::backoff::Backoff;
+use crate::config::PixelFormat;
+use crate::metrics::{CameraMetrics, CameraState, V4l2Mode};
+use crate::packet::Codec;
 use std::fmt;
 use std::io;
 use std::path::Path;
@@ -132,8 +134,12 @@ pub fn run<O: Opener>(
             metrics.name,
             opener.describe()
         );
-        metrics.v4l2.set_mode(&mode);
-        metrics.set_format_of(&mode);
+        metrics.v4l2.set_mode(shown(&mode));
+        metrics.set_picture(
+            (mode.format == PixelFormat::H264).then_some(Codec::H264),
+            mode.width,
+            mode.height,
+        );
         handler.start(&mode);
         let started = Instant::now();
         let mut last_frame = Instant::now();
@@ -186,6 +192,20 @@ pub fn run<O: Opener>(
     metrics.set_state(CameraState::Stopped, "");
 }
 
+/// What the status page and `/metrics` show of `mode` (metrics knows
+/// nothing of sources, so the capture code converts).
+fn shown(mode: &Mode) -> V4l2Mode {
+    V4l2Mode {
+        format: mode.format.as_str(),
+        width: mode.width,
+        height: mode.height,
+        stride: mode.stride,
+        frame_bytes: mode.frame_bytes,
+        fps: mode.fps,
+        buffers: mode.buffers,
+    }
+}
+
 /// Sleeps `d` in steps, returning early when `stop()` says so.
 fn wait(d: Duration, stop: &dyn Fn() -> bool) {
     let until = Instant::now() + d;
@@ -201,8 +221,8 @@ fn wait(d: Duration, stop: &dyn Fn() -> bool) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::source::backoff::Jitter;
-    use crate::source::v4l2::mode::PixelFormat;
+    use crate::backoff::Jitter;
+    use crate::config::PixelFormat;
     use std::cell::RefCell;
     use std::collections::VecDeque;
     use std::rc::Rc;

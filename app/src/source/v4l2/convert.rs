@@ -25,6 +25,12 @@ pub enum ConvertError {
     TooLarge(FrameTooLarge),
     /// The JPEG decoder refused the frame.
     Jpeg(String),
+    /// The JPEG's frame header could not be read or names a kind of JPEG
+    /// that is not decoded here (the frame is dropped before decoding).
+    JpegHeader(HeaderError),
+    /// The JPEG's frame header asks for a picture larger than the camera's
+    /// pool frames (`max_resolution`): dropped before decoding.
+    JpegTooLarge(FrameTooLarge),
 }
 
 impl fmt::Display for ConvertError {
@@ -35,11 +41,172 @@ impl fmt::Display for ConvertError {
             }
             ConvertError::TooLarge(e) => e.fmt(f),
             ConvertError::Jpeg(e) => write!(f, "MJPEG frame: {e}"),
+            ConvertError::JpegHeader(e) => write!(f, "MJPEG frame header: {e}"),
+            ConvertError::JpegTooLarge(e) => write!(
+                f,
+                "MJPEG frame header says {}x{}, larger than max_resolution {}x{}; dropped before decoding",
+                e.width, e.height, e.max_width, e.max_height
+            ),
         }
     }
 }
 
-impl std::error::Error for ConvertError {}
+impl std::error::Error for ConvertError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConvertError::TooLarge(e) | ConvertError::JpegTooLarge(e) => Some(e),
+            ConvertError::JpegHeader(e) => Some(e),
+            ConvertError::Short { .. } | ConvertError::Jpeg(_) => None,
+        }
+    }
+}
+
+/// Transient bytes per pixel of `max_resolution` that decoding one MJPEG
+/// frame may allocate (inside jpeg-decoder, freed before the next frame):
+/// the decoded component planes (at most 3 bytes a pixel for 4:4:4, padded
+/// to whole MCUs), the RGB picture it returns (3), and one more for the MCU
+/// padding, Huffman tables and row buffers. [`jpeg_header`] refuses the
+/// progressive and lossless processes, whose coefficient buffers would add
+/// 2 bytes per sample more.
+pub const MJPEG_DECODE_BYTES_PER_PIXEL: u64 = 7;
+
+/// What a JPEG's frame header (SOF) says: the picture's size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JpegHeader {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+}
+
+/// Why a JPEG's frame header could not be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderError {
+    /// The frame does not start with a JPEG start-of-image marker.
+    NotJpeg,
+    /// The frame ends before its frame header does.
+    Truncated,
+    /// A scan or the end of the image comes before any frame header.
+    NoFrameHeader,
+    /// A marker segment's length is below its own two bytes.
+    BadLength {
+        /// Offset of the length field in the frame.
+        offset: usize,
+    },
+    /// A coding process other than baseline or extended sequential Huffman
+    /// (the SOF marker's second byte: 0xC2 progressive, 0xC3 lossless, ...).
+    Process(u8),
+    /// A sample precision other than 8 bits.
+    Precision(u8),
+    /// A component count other than 1 (grey) or 3 (colour).
+    Components(u8),
+    /// A width or height of 0 (a height given later by a DNL marker).
+    ZeroSize,
+}
+
+impl fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeaderError::NotJpeg => f.write_str("not a JPEG (no start-of-image marker)"),
+            HeaderError::Truncated => f.write_str("ends before its frame header"),
+            HeaderError::NoFrameHeader => f.write_str("no frame header before the scan"),
+            HeaderError::BadLength { offset } => {
+                write!(f, "marker segment length below 2 at byte {offset}")
+            }
+            HeaderError::Process(m) => write!(
+                f,
+                "coding process 0x{m:02X} (only baseline and extended sequential JPEG)"
+            ),
+            HeaderError::Precision(p) => write!(f, "{p}-bit samples (only 8-bit)"),
+            HeaderError::Components(n) => {
+                write!(f, "{n} components (only grey and colour JPEGs)")
+            }
+            HeaderError::ZeroSize => f.write_str("a width or height of 0"),
+        }
+    }
+}
+
+impl std::error::Error for HeaderError {}
+
+/// Reads the size from `src`'s frame header without decoding or allocating.
+///
+/// Markers are found the way jpeg-decoder finds them (bytes between
+/// segments skipped up to the next 0xFF, fill bytes and stuffed 0xFF00
+/// ignored, every other segment skipped by its length), so the first frame
+/// header seen here is the one the decoder would size its buffers from.
+pub fn jpeg_header(src: &[u8]) -> Result<JpegHeader, HeaderError> {
+    if !src.starts_with(&[0xFF, 0xD8]) {
+        return Err(if [0xFF, 0xD8].starts_with(src) {
+            HeaderError::Truncated
+        } else {
+            HeaderError::NotJpeg
+        });
+    }
+    let byte = |i: usize| src.get(i).copied().ok_or(HeaderError::Truncated);
+    let be16 = |i: usize| Ok::<_, HeaderError>(u16::from_be_bytes([byte(i)?, byte(i + 1)?]));
+    let mut i = 2;
+    loop {
+        let marker = loop {
+            while byte(i)? != 0xFF {
+                i += 1;
+            }
+            let mut b = byte(i + 1)?;
+            i += 2;
+            while b == 0xFF {
+                b = byte(i)?;
+                i += 1;
+            }
+            if b != 0 {
+                break b;
+            }
+        };
+        match marker {
+            // Baseline and extended sequential DCT, Huffman coded.
+            0xC0 | 0xC1 => {
+                // Length, precision, height, width, component count.
+                let precision = byte(i + 2)?;
+                let (height, width) = (be16(i + 3)?, be16(i + 5)?);
+                let components = byte(i + 7)?;
+                if precision != 8 {
+                    return Err(HeaderError::Precision(precision));
+                }
+                if components != 1 && components != 3 {
+                    return Err(HeaderError::Components(components));
+                }
+                if width == 0 || height == 0 {
+                    return Err(HeaderError::ZeroSize);
+                }
+                return Ok(JpegHeader {
+                    width: u32::from(width),
+                    height: u32::from(height),
+                });
+            }
+            // Every other SOF (0xC4 is DHT, 0xC8 reserved, 0xCC DAC).
+            0xC2 | 0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => {
+                return Err(HeaderError::Process(marker))
+            }
+            // Start of scan, end of image.
+            0xDA | 0xD9 => return Err(HeaderError::NoFrameHeader),
+            // Markers without a segment: RSTn, SOI, TEM.
+            0xD0..=0xD8 | 0x01 => {}
+            _ => {
+                let len = usize::from(be16(i)?);
+                if len < 2 {
+                    return Err(HeaderError::BadLength { offset: i });
+                }
+                i += len;
+            }
+        }
+    }
+}
+
+/// Refuses a `width` x `height` picture that does not fit `dst` (the
+/// camera's `max_resolution`); no allocation either way.
+fn fits(dst: &mut FrameBuf, width: u32, height: u32) -> Result<(), ConvertError> {
+    dst.planes_mut(width, height)
+        .map(drop)
+        .map_err(ConvertError::JpegTooLarge)
+}
 
 impl From<FrameTooLarge> for ConvertError {
     fn from(e: FrameTooLarge) -> Self {
@@ -130,16 +297,22 @@ pub fn yuyv(
     Ok(())
 }
 
-/// One MJPEG frame into `dst`, at the size the JPEG itself says.
+/// One MJPEG frame into `dst`, at the size the JPEG itself says; a frame
+/// whose header asks for more than `dst` holds is refused before decoding.
 pub fn mjpeg(src: &[u8], dst: &mut FrameBuf) -> Result<(), ConvertError> {
+    let header = jpeg_header(src).map_err(ConvertError::JpegHeader)?;
+    fits(dst, header.width, header.height)?;
     let (pixels, info) = crate::alloc_count::engine_scope(|| {
         let mut decoder = jpeg_decoder::Decoder::new(src);
-        let pixels = decoder
-            .decode()
-            .map_err(|e| ConvertError::Jpeg(e.to_string()))?;
+        let jpeg = |e: jpeg_decoder::Error| ConvertError::Jpeg(e.to_string());
+        // The decoder's own reading of the header, checked again before it
+        // sizes anything from it (read_info stops after the frame header).
+        decoder.read_info().map_err(jpeg)?;
         let info = decoder
             .info()
             .ok_or_else(|| ConvertError::Jpeg("no frame header".into()))?;
+        fits(dst, info.width.into(), info.height.into())?;
+        let pixels = decoder.decode().map_err(jpeg)?;
         Ok::<_, ConvertError>((pixels, info))
     })?;
     let (width, height) = (info.width as u32, info.height as u32);
@@ -263,7 +436,10 @@ mod tests {
         let e = yuyv(&[0u8; 4096], 32, 16, 16, &mut f).unwrap_err();
         assert!(matches!(e, ConvertError::TooLarge(_)), "{e}");
         let e = mjpeg(b"not a jpeg", &mut f).unwrap_err();
-        assert!(matches!(e, ConvertError::Jpeg(_)), "{e}");
+        assert!(
+            matches!(e, ConvertError::JpegHeader(HeaderError::NotJpeg)),
+            "{e}"
+        );
     }
 
     #[test]
@@ -311,5 +487,201 @@ mod tests {
         );
         let (v_red, u_blue) = (img.v[5 * 32 + 2] as i32, img.u[5 * 32 + 30] as i32);
         assert!(v_red >= 230 && u_blue >= 230, "{v_red} {u_blue}");
+    }
+
+    /// A `w` x `h` JPEG from jpeg-encoder (what a camera's MJPEG encoder
+    /// sends): colour or grey.
+    fn encoded(w: u16, h: u16, grey: bool) -> Vec<u8> {
+        let (colour, bpp) = if grey {
+            (jpeg_encoder::ColorType::Luma, 1)
+        } else {
+            (jpeg_encoder::ColorType::Rgb, 3)
+        };
+        let pixels: Vec<u8> = (0..usize::from(w) * usize::from(h) * bpp)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let mut jpeg = Vec::new();
+        jpeg_encoder::Encoder::new(&mut jpeg, 90)
+            .encode(&pixels, w, h, colour)
+            .unwrap();
+        jpeg
+    }
+
+    /// Offset of the SOF0 marker in `jpeg`.
+    fn sof(jpeg: &[u8]) -> usize {
+        jpeg.windows(2).position(|m| m == [0xFF, 0xC0]).unwrap()
+    }
+
+    /// `jpeg` with its frame header rewritten to say `w` x `h`.
+    fn claiming(mut jpeg: Vec<u8>, w: u16, h: u16) -> Vec<u8> {
+        let at = sof(&jpeg) + 5;
+        jpeg[at..at + 2].copy_from_slice(&h.to_be_bytes());
+        jpeg[at + 2..at + 4].copy_from_slice(&w.to_be_bytes());
+        jpeg
+    }
+
+    #[test]
+    fn an_mjpeg_header_saying_65000x65000_is_refused_before_any_allocation() {
+        // A well-formed JPEG (tables, scan, end) whose frame header was
+        // corrupted to 65000x65000: today's main hands it to jpeg-decoder,
+        // which asks for 8125 x 8125 blocks of 64 bytes (4.2 GB) at once.
+        let jpeg = claiming(encoded(64, 48, false), 65000, 65000);
+        let mut f = FrameBuf::new(640, 480);
+        let before = crate::alloc_count::thread_counts();
+        let e = mjpeg(&jpeg, &mut f).unwrap_err();
+        let after = crate::alloc_count::thread_counts();
+        assert_eq!(
+            (after.ours - before.ours, after.engine - before.engine),
+            (0, 0),
+            "allocations made for a refused frame"
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains("65000x65000") && text.contains("640x480"),
+            "{text}"
+        );
+        assert!(
+            matches!(
+                e,
+                ConvertError::JpegTooLarge(FrameTooLarge {
+                    width: 65000,
+                    height: 65000,
+                    max_width: 640,
+                    max_height: 480
+                })
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn an_oversize_mjpeg_frame_is_dropped_and_the_next_one_decodes() {
+        let mut f = FrameBuf::new(32, 32);
+        let e = mjpeg(&encoded(64, 48, false), &mut f).unwrap_err();
+        assert!(matches!(e, ConvertError::JpegTooLarge(_)), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "MJPEG frame header says 64x48, larger than max_resolution 32x32; dropped before decoding"
+        );
+        mjpeg(&encoded(32, 16, true), &mut f).unwrap();
+        assert_eq!(f.image().width, 32);
+        assert_eq!(f.image().height, 16);
+    }
+
+    #[test]
+    fn the_header_reader_gives_the_size_jpeg_decoder_reads() {
+        for (w, h, grey) in [
+            (1, 1, true),
+            (17, 9, false),
+            (64, 48, false),
+            (320, 240, true),
+        ] {
+            let jpeg = encoded(w, h, grey);
+            let mut d = jpeg_decoder::Decoder::new(&jpeg[..]);
+            d.read_info().unwrap();
+            let info = d.info().unwrap();
+            assert_eq!(
+                jpeg_header(&jpeg),
+                Ok(JpegHeader {
+                    width: info.width.into(),
+                    height: info.height.into()
+                })
+            );
+            assert_eq!((info.width, info.height), (w, h));
+        }
+    }
+
+    #[test]
+    fn a_truncated_header_is_an_error_at_every_length() {
+        let jpeg = encoded(64, 48, false);
+        // The frame header ends 10 bytes after its marker (3 components).
+        let end = sof(&jpeg) + 10;
+        for n in 0..end {
+            assert_eq!(jpeg_header(&jpeg[..n]), Err(HeaderError::Truncated), "{n}");
+        }
+        assert!(jpeg_header(&jpeg[..end]).is_ok());
+    }
+
+    #[test]
+    fn headers_refused_by_kind_name_what_is_wrong() {
+        let jpeg = encoded(16, 16, false);
+        let at = sof(&jpeg);
+        let with = |i: usize, b: u8| {
+            let mut j = jpeg.clone();
+            j[i] = b;
+            jpeg_header(&j)
+        };
+        assert_eq!(with(at + 1, 0xC2), Err(HeaderError::Process(0xC2)));
+        assert_eq!(with(at + 4, 12), Err(HeaderError::Precision(12)));
+        assert_eq!(with(at + 9, 4), Err(HeaderError::Components(4)));
+        assert_eq!(
+            jpeg_header(&claiming(jpeg.clone(), 16, 0)),
+            Err(HeaderError::ZeroSize)
+        );
+        assert_eq!(jpeg_header(b"not a jpeg"), Err(HeaderError::NotJpeg));
+        assert_eq!(
+            jpeg_header(&[0xFF, 0xD8, 0xFF, 0xDA]),
+            Err(HeaderError::NoFrameHeader)
+        );
+        assert_eq!(
+            jpeg_header(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 1]),
+            Err(HeaderError::BadLength { offset: 4 })
+        );
+        let mut f = FrameBuf::new(64, 64);
+        let e = mjpeg(&[0xFF, 0xD8, 0xFF, 0xDA], &mut f).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "MJPEG frame header: no frame header before the scan"
+        );
+    }
+
+    /// A small deterministic generator (xorshift64) for the fuzz tests.
+    fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    #[test]
+    fn garbage_and_mutated_frames_never_panic_and_agree_with_the_decoder() {
+        let valid = encoded(40, 24, false);
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut agreed = 0;
+        for round in 0..20_000 {
+            let buf: Vec<u8> = if round % 2 == 0 {
+                // Garbage, often starting like a JPEG.
+                let len = (xorshift(&mut seed) % 48) as usize;
+                let mut b: Vec<u8> = (0..len).map(|_| xorshift(&mut seed) as u8).collect();
+                if round % 4 == 0 && len >= 2 {
+                    b[..2].copy_from_slice(&[0xFF, 0xD8]);
+                }
+                b
+            } else {
+                // A valid frame with a few bytes of its headers changed,
+                // then cut somewhere.
+                let mut b = valid.clone();
+                for _ in 0..1 + xorshift(&mut seed) % 3 {
+                    let i = (xorshift(&mut seed) % 200) as usize % b.len();
+                    b[i] = xorshift(&mut seed) as u8;
+                }
+                let cut = (xorshift(&mut seed) as usize) % (b.len() + 1);
+                b.truncate(cut.max(200.min(b.len())));
+                b
+            };
+            let ours = jpeg_header(&buf);
+            let mut d = jpeg_decoder::Decoder::new(&buf[..]);
+            if let (Ok(h), Ok(())) = (ours, d.read_info()) {
+                let info = d.info().unwrap();
+                assert_eq!(
+                    (h.width, h.height),
+                    (u32::from(info.width), u32::from(info.height)),
+                    "{buf:02X?}"
+                );
+                agreed += 1;
+            }
+        }
+        // The mutated frames mostly keep a readable header.
+        assert!(agreed > 1000, "{agreed}");
     }
 }

@@ -11,7 +11,9 @@
 //! descriptor belongs to the `v4l::Device`, dropped after the ring.
 
 use super::capture::{CaptureDevice, Captured, OpenError, Opener};
-use super::mode::{choose, fourcc_str, Mode, Offer, PixelFormat, Request, SizeRange};
+use super::mode::{choose, fourcc_str, Choice, ChooseError, Mode, Offer, SizeRange};
+use crate::config::{PixelFormat, V4l2Request};
+use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -85,13 +87,53 @@ fn open_capture(path: &Path) -> Result<Device, OpenError> {
 }
 
 /// What `check-config` shows for a V4L2 camera: the mode vigil would
-/// choose from what the device offers now, without changing its settings
-/// (a running vigil may be streaming from it).
-pub fn probe(path: &Path, request: &Request, max: (u32, u32)) -> Result<String, String> {
-    let dev = open_capture(path).map_err(|e| e.to_string())?;
-    let offers = offers(&dev).map_err(|e| format!("{}: VIDIOC_ENUM_FMT: {e}", path.display()))?;
-    let c = choose(&offers, request, max)?;
-    Ok(format!("{} {}x{}", c.format, c.width, c.height))
+/// choose from what the device offers now (shown as `yuyv 1280x720`),
+/// without changing its settings (a running vigil may be streaming from it).
+pub fn probe(path: &Path, request: &V4l2Request, max: (u32, u32)) -> Result<Choice, ProbeError> {
+    let dev = open_capture(path).map_err(ProbeError::Open)?;
+    let offers = offers(&dev).map_err(|error| ProbeError::Enumerate {
+        path: path.to_owned(),
+        error,
+    })?;
+    choose(&offers, request, max).map_err(ProbeError::Choose)
+}
+
+/// Why [`probe`] could not tell the mode a device would give.
+#[derive(Debug)]
+pub enum ProbeError {
+    /// The device could not be opened or is no streaming capture device.
+    Open(OpenError),
+    /// The device would not list its formats (`VIDIOC_ENUM_FMT`).
+    Enumerate {
+        /// The device node.
+        path: PathBuf,
+        /// The operating system's error.
+        error: io::Error,
+    },
+    /// What the device offers does not fit the configuration.
+    Choose(ChooseError),
+}
+
+impl fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // Transparent: the wrapped error is the whole message.
+            ProbeError::Open(e) => e.fmt(f),
+            ProbeError::Choose(e) => e.fmt(f),
+            ProbeError::Enumerate { path, error } => {
+                write!(f, "{}: VIDIOC_ENUM_FMT: {error}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ProbeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ProbeError::Enumerate { error, .. } => Some(error),
+            ProbeError::Open(_) | ProbeError::Choose(_) => None,
+        }
+    }
 }
 
 /// Opens one configured device; reused for every reopen.
@@ -99,7 +141,7 @@ pub struct V4l2Opener {
     /// The device node.
     pub path: PathBuf,
     /// What the configuration asks for.
-    pub request: Request,
+    pub request: V4l2Request,
     /// The camera's pool frame size.
     pub max: (u32, u32),
     /// The largest driver buffer the budget allows

@@ -17,19 +17,21 @@ pub mod convert;
 pub mod device;
 pub mod mode;
 
-pub use mode::{Mode, PixelFormat, Request};
+pub use mode::Mode;
+
+use crate::config::{PixelFormat, V4l2Request};
 
 /// Bytes one camera's driver buffers can take, for the memory budget: the
 /// configured number of buffers, each sized for the largest frame the
 /// camera's pool frames accept (`max`) in the configured format (2 bytes
 /// per pixel when the format is left to the device), whole pages. The
 /// device refuses to stream with larger buffers ([`device::V4l2Opener`]).
-pub fn buffer_bytes(request: &Request, max: (u32, u32)) -> usize {
+pub fn buffer_bytes(request: &V4l2Request, max: (u32, u32)) -> usize {
     request.buffers as usize * buffer_size(request, max)
 }
 
 /// One driver buffer's bound (see [`buffer_bytes`]).
-pub fn buffer_size(request: &Request, max: (u32, u32)) -> usize {
+pub fn buffer_size(request: &V4l2Request, max: (u32, u32)) -> usize {
     let per_frame = match request.format {
         Some(f) => f.frame_bytes(max.0, max.1),
         None => PixelFormat::Yuyv.frame_bytes(max.0, max.1),

@@ -4,47 +4,13 @@
 //! the choice is tested on this machine and `check-config` can show the mode
 //! a running vigil would pick without touching a device that is streaming.
 
+use crate::config::{PixelFormat, V4l2Request};
 use std::fmt;
 
-/// The pixel formats vigil takes from a V4L2 camera.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PixelFormat {
-    /// 4:2:0, a Y plane then interleaved CbCr: one copy into a pool frame.
-    Nv12,
-    /// 4:2:2 packed Y0 Cb Y1 Cr: converted into a pool frame.
-    Yuyv,
-    /// Motion JPEG: decoded in software here (the RK3588's JPEG decoder,
-    /// through MPP, is where the board would decode it).
-    Mjpeg,
-    /// H.264 access units: they go through the camera's normal decoder.
-    H264,
-}
-
+// The format is a configuration value (`config::PixelFormat`); what it is
+// called on the wire and how large a driver's buffer for it is are the
+// device's business, so those methods are here, beside the negotiation.
 impl PixelFormat {
-    /// Preference when the configuration names no format: the raw formats
-    /// first (no decoding), then the compressed ones.
-    pub const ALL: [PixelFormat; 4] = [
-        PixelFormat::Nv12,
-        PixelFormat::Yuyv,
-        PixelFormat::Mjpeg,
-        PixelFormat::H264,
-    ];
-
-    /// The configuration's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PixelFormat::Nv12 => "nv12",
-            PixelFormat::Yuyv => "yuyv",
-            PixelFormat::Mjpeg => "mjpeg",
-            PixelFormat::H264 => "h264",
-        }
-    }
-
-    /// Parses a configuration name.
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|f| f.as_str() == name)
-    }
-
     /// The V4L2 four-character code.
     pub fn fourcc(self) -> [u8; 4] {
         match self {
@@ -74,12 +40,6 @@ impl PixelFormat {
             }
             PixelFormat::Yuyv | PixelFormat::Mjpeg | PixelFormat::H264 => 2 * px,
         }
-    }
-}
-
-impl fmt::Display for PixelFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -163,19 +123,6 @@ pub struct Offer {
     pub sizes: Vec<SizeRange>,
 }
 
-/// What the configuration asks of a V4L2 camera.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Request {
-    /// A format, or the first of [`PixelFormat::ALL`] the device offers.
-    pub format: Option<PixelFormat>,
-    /// A size, or [`DEFAULT_SIZE`].
-    pub size: Option<(u32, u32)>,
-    /// Frames per second, or the device's current rate.
-    pub fps: Option<u32>,
-    /// mmap'ed driver buffers.
-    pub buffers: u32,
-}
-
 /// The size asked for when the configuration names none: a common camera
 /// mode that detectors downscale cheaply.
 pub const DEFAULT_SIZE: (u32, u32) = (1280, 720);
@@ -198,22 +145,25 @@ pub struct Choice {
 /// nearest the request (by the sum of the width and height differences, the
 /// larger on a tie) among those that fit in `max` (the camera's pool frames);
 /// a format whose sizes are not enumerated gets the request clamped to `max`.
-pub fn choose(offers: &[Offer], request: &Request, max: (u32, u32)) -> Result<Choice, String> {
+pub fn choose(
+    offers: &[Offer],
+    request: &V4l2Request,
+    max: (u32, u32),
+) -> Result<Choice, ChooseError> {
     let usable = |f: PixelFormat| {
         offers
             .iter()
             .find(|o| PixelFormat::from_fourcc(o.fourcc) == Some(f))
     };
+    let offered = || offers.iter().map(|o| o.fourcc).collect();
     let (format, offer) = match request.format {
         Some(f) => match usable(f) {
             Some(o) => (f, o),
             None => {
-                return Err(format!(
-                    "the device does not offer {} ({}); it offers {}",
-                    f,
-                    fourcc_str(f.fourcc()),
-                    offered(offers)
-                ))
+                return Err(ChooseError::NotOffered {
+                    format: f,
+                    offered: offered(),
+                })
             }
         },
         None => match PixelFormat::ALL
@@ -221,12 +171,7 @@ pub fn choose(offers: &[Offer], request: &Request, max: (u32, u32)) -> Result<Ch
             .find_map(|f| usable(f).map(|o| (f, o)))
         {
             Some(found) => found,
-            None => {
-                return Err(format!(
-                    "the device offers none of NV12, YUYV, MJPG, H264; it offers {}",
-                    offered(offers)
-                ))
-            }
+            None => return Err(ChooseError::NoneUsable { offered: offered() }),
         },
     };
     let target = request.size.unwrap_or(DEFAULT_SIZE);
@@ -253,22 +198,84 @@ pub fn choose(offers: &[Offer], request: &Request, max: (u32, u32)) -> Result<Ch
             width,
             height,
         }),
-        None => Err(format!(
-            "every {} size the device offers is larger than max_resolution {}x{}",
-            format, max.0, max.1
-        )),
+        None => Err(ChooseError::TooLarge { format, max }),
     }
 }
 
-fn offered(offers: &[Offer]) -> String {
-    if offers.is_empty() {
-        return "no capture format".into();
+/// Why no mode could be chosen from what a device offers. Each kind keeps
+/// what the message names: the formats the device offers are in the
+/// message because the person reading it is choosing a `format` to set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChooseError {
+    /// The configured format is not among the device's.
+    NotOffered {
+        /// The configured format.
+        format: PixelFormat,
+        /// The four-character codes the device offers.
+        offered: Vec<[u8; 4]>,
+    },
+    /// No format was configured and the device offers none vigil takes.
+    NoneUsable {
+        /// The four-character codes the device offers.
+        offered: Vec<[u8; 4]>,
+    },
+    /// Every size of the format is larger than the camera's pool frames.
+    TooLarge {
+        /// The format chosen.
+        format: PixelFormat,
+        /// The camera's `max_resolution`.
+        max: (u32, u32),
+    },
+}
+
+impl fmt::Display for ChooseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChooseError::NotOffered { format, offered } => write!(
+                f,
+                "the device does not offer {format} ({}); it offers {}",
+                fourcc_str(format.fourcc()),
+                Offered(offered)
+            ),
+            ChooseError::NoneUsable { offered } => write!(
+                f,
+                "the device offers none of NV12, YUYV, MJPG, H264; it offers {}",
+                Offered(offered)
+            ),
+            ChooseError::TooLarge { format, max } => write!(
+                f,
+                "every {format} size the device offers is larger than max_resolution {}x{}",
+                max.0, max.1
+            ),
+        }
     }
-    offers
-        .iter()
-        .map(|o| fourcc_str(o.fourcc))
-        .collect::<Vec<_>>()
-        .join(", ")
+}
+
+impl std::error::Error for ChooseError {}
+
+/// A device's formats as a message lists them: `YUYV, MJPG`.
+struct Offered<'a>(&'a [[u8; 4]]);
+
+impl fmt::Display for Offered<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("no capture format");
+        }
+        for (i, code) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(&fourcc_str(*code))?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Choice {
+    /// `yuyv 1280x720`, as `check-config` shows it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}x{}", self.format, self.width, self.height)
+    }
 }
 
 /// The mode a device is streaming in, as it confirmed it.
@@ -311,8 +318,8 @@ mod tests {
             .collect()
     }
 
-    fn request(format: Option<PixelFormat>, size: Option<(u32, u32)>) -> Request {
-        Request {
+    fn request(format: Option<PixelFormat>, size: Option<(u32, u32)>) -> V4l2Request {
+        V4l2Request {
             format,
             size,
             fps: None,
@@ -332,7 +339,18 @@ mod tests {
             (1920, 1080),
         )
         .unwrap_err();
-        assert!(err.contains("nv12") && err.contains("offers YUYV"), "{err}");
+        assert_eq!(
+            err,
+            ChooseError::NotOffered {
+                format: PixelFormat::Nv12,
+                offered: vec![*b"YUYV"]
+            }
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("nv12") && text.contains("offers YUYV"),
+            "{text}"
+        );
         let c = choose(
             &offers,
             &request(Some(PixelFormat::Yuyv), None),
@@ -365,7 +383,13 @@ mod tests {
             sizes: vec![],
         }];
         let err = choose(&none, &request(None, None), (1920, 1080)).unwrap_err();
-        assert!(err.contains("offers RGGB"), "{err}");
+        assert!(matches!(err, ChooseError::NoneUsable { .. }), "{err}");
+        assert!(err.to_string().contains("offers RGGB"), "{err}");
+        let err = choose(&[], &request(None, None), (1920, 1080)).unwrap_err();
+        assert!(
+            err.to_string().ends_with("offers no capture format"),
+            "{err}"
+        );
         assert_eq!(PixelFormat::from_fourcc(*b"JPEG"), Some(PixelFormat::Mjpeg));
     }
 
@@ -391,7 +415,14 @@ mod tests {
         // 4K is nearest but does not fit the frames: the largest that does.
         assert_eq!(pick(Some((3840, 2160)), (1920, 1080)), (1920, 1080));
         let err = choose(&offers, &request(None, None), (200, 200)).unwrap_err();
-        assert!(err.contains("max_resolution 200x200"), "{err}");
+        assert_eq!(
+            err,
+            ChooseError::TooLarge {
+                format: PixelFormat::Nv12,
+                max: (200, 200)
+            }
+        );
+        assert!(err.to_string().contains("max_resolution 200x200"), "{err}");
     }
 
     #[test]
