@@ -15,7 +15,8 @@
 #   test      build + media + rtsp + upstream + promtool + browser
 #   all       everything (default)
 #   board     the emulated board (`make image-qemu`, `make bundle`): QEMU, U-Boot,
-#             genimage and filesystem tools, rauc and squashfs-tools (bundles), openssl
+#             genimage and filesystem tools, rauc and squashfs-tools (bundles), openssl,
+#             busybox (the board's shell for test-vigil-ab.sh)
 #   cross     aarch64 cross build (`make cross`, `make test-cross`), not part of
 #             `all`: adds the arm64 dpkg architecture; Debian's rustc-web/cargo-web
 #             (/usr/bin/rustc, /usr/bin/cargo) with the arm64 std, the aarch64 gcc/g++
@@ -70,9 +71,10 @@ PKGS_cross=(rustc-web cargo-web libstd-rust-web-dev:arm64
   linux-libc-dev-arm64-cross libclang-dev
   libc6:arm64 libstdc++6:arm64 qemu-user-static file)
 # rauc and squashfs-tools build and sign `make bundle`'s update bundles (rauc
-# bundle runs mksquashfs); openssl makes the development keys (dev-keys.sh).
+# bundle runs mksquashfs); openssl makes the development keys (dev-keys.sh);
+# busybox-static runs the A/B backend shim as the board does (test-vigil-ab.sh).
 PKGS_board=(qemu-system-arm u-boot-qemu u-boot-tools cpio kmod genimage mtools
-  dosfstools e2fsprogs fdisk curl rauc squashfs-tools openssl)
+  dosfstools e2fsprogs fdisk curl rauc squashfs-tools openssl busybox-static)
 # The events issue's delivery tests: a real MQTT broker and subscriber.
 PKGS_upstream=(mosquitto mosquitto-clients)
 PKGS_rtsp=(python3-gi gir1.2-gst-rtsp-server-1.0

@@ -18,7 +18,9 @@
 #    every second through /api/status (they must stay flat); phase
 #    installed; the reboot button; slot B boots vigil 0.2.0, which passes
 #    its probation (last.ok, slot B marked good); events from before the
-#    update are still listed.
+#    update are still listed, and an event's snapshot and the configuration
+#    are byte for byte as before (checked again after step 4 and step 6).
+#    vigil's log gives the peak RSS of RAUC's client, printed here.
 # 4. B -> A with 0.3.0, the same way.
 # 5. Power cuts (QEMU killed), the box on A (0.3.0): during the upload, and
 #    while RAUC writes slot B: the board comes back on A with nothing under
@@ -26,8 +28,9 @@
 #    primary: the next power-on boots B, which passes its probation.
 # 6. Rollback: 0.4.0, whose vigil is a truncated binary that cannot start,
 #    into A: the supervisor's deadline (probation + 60 s) marks A bad and
-#    reboots; 0.2.0 on B comes back and says why; the A/B state copies on
-#    the card say A is bad.
+#    reboots (the backend shim marks A bad without the broken vigil); the
+#    next boot is B's: 0.2.0 comes back and says why; the A/B state copies
+#    on the card say A is bad.
 #
 # usage: board/qemu-virt/test-ota.sh IMAGE_DIR
 # env: VIGIL_BIN      the aarch64 vigil the bundles carry (default
@@ -340,6 +343,18 @@ print(evs[0]["id"]) if evs else sys.exit(1)' 2>/dev/null); do
   sleep 3
 done
 LAST_EVENT=$(api /api/status | json 'd["events"]["latest_id"]')
+# What lives on /data and must come through every update and rollback: the
+# first event's snapshot and the configuration (the password: every login).
+api "/api/events/$FIRST_EVENT/snapshot.jpg" > "$WORK/snapshot-before.jpg" || fail "no snapshot for event $FIRST_EVENT"
+api /api/settings/export > "$WORK/config-before.toml" || fail "no configuration export"
+data_kept() { # WHEN
+  api "/api/events/$FIRST_EVENT/snapshot.jpg" > "$WORK/snapshot-now.jpg" || fail "$1: no snapshot for event $FIRST_EVENT"
+  cmp -s "$WORK/snapshot-before.jpg" "$WORK/snapshot-now.jpg" || fail "$1: event $FIRST_EVENT's snapshot changed"
+  api /api/settings/export > "$WORK/config-now.toml" || fail "$1: no configuration export"
+  cmp -s "$WORK/config-before.toml" "$WORK/config-now.toml" \
+    || fail "$1: the configuration changed: $(diff "$WORK/config-before.toml" "$WORK/config-now.toml" | head -n 5)"
+  log "$1: event $FIRST_EVENT's snapshot ($(stat -c %s "$WORK/snapshot-now.jpg") bytes) and the configuration as before"
+}
 log "events before the update: first id $FIRST_EVENT, latest $LAST_EVENT"
 
 # sampler: vigil's RSS and threads once a second from /api/status.
@@ -387,6 +402,10 @@ ok = max(rd) <= max(rb) + 8 * 1048576 and td == tb and len(tb) == 1
 sys.exit(0 if ok else 1)
 PY
 uniq "$WORK/phases" | sed 's/^/    progress: /' >&2
+# vigil logs the peak RSS of RAUC's client (its only child) after the install:
+# the figure behind the budget's update line.
+peak=$(console_wait 0 "RAUC's client peaked at [0-9]+ KiB RSS" 30)
+log "measured: ${peak#*update: }"
 log "0.2.0 uploaded in $up_s s ($(du -h --apparent-size "$WORK/good-0.2.0.raucb" | cut -f1)), installed in $inst_s s; slots now '$(slots)'"
 mark=$(console_mark)
 post_update /api/update/reboot
@@ -424,6 +443,7 @@ print(evs[0]["id"] if evs else "none")')
 latest=$(api /api/status | json 'd["events"]["latest_id"]')
 [ "$latest" -ge "$LAST_EVENT" ] || fail "latest event id $latest after the update, $LAST_EVENT before"
 log "events from before the update still listed (id $FIRST_EVENT; latest id $LAST_EVENT before, $latest now)"
+data_kept "after A -> B"
 step_done "A -> B (0.2.0)"
 
 # --- 4. B -> A, 0.3.0 ------------------------------------------------------------------------
@@ -436,6 +456,7 @@ post_update /api/update/reboot
 [ "$(cat "$WORK/code")" = 200 ] || fail "the reboot button: $(cat "$WORK/code") $(cat "$WORK/body")"
 up 0.3.0 A "$mark"
 wait_good 0.3.0 A 0.2.0
+data_kept "after B -> A"
 step_done "B -> A (0.3.0)"
 
 # --- 5. power cuts ---------------------------------------------------------------------------
@@ -519,9 +540,11 @@ sleep 5
 # The mark must work without the new system's vigil: RAUC's backend and the
 # supervisor's fallback are the old system's business.
 if line=$(tail -c +"$((mark + 1))" "$WORK/console.log" | tr -d '\r' | grep -aE 'Failed marking slot|vigil-ab.*(not found|error)' | head -n 1) && [ -n "$line" ]; then
-  fail "the supervisor could not mark slot A bad ('$line'): vigil-ab is 'exec /usr/bin/vigil ab', the very binary that cannot start; the box will boot A again until the boot script's attempts run out"
+  fail "the supervisor could not mark slot A bad ('$line'): the backend shim must do set-state A bad without the vigil that cannot start; the box will boot A again until the boot script's attempts run out"
 fi
 up 0.2.0 B "$mark2"
+first=$(tail -c +"$((mark2 + 1))" "$WORK/console.log" | tr -d '\r' | grep -aoE 'vigil: booting slot [AB]' | head -n 1)
+[ "$first" = "vigil: booting slot B" ] || fail "the first boot after the deadline was '$first': slot A was not marked bad"
 log "back on slot B (0.2.0) $(( $(date +%s) - t )) s after the button"
 want="update to 0.4.0 failed: vigil did not mark the new system good within $DEADLINE_S s; running 0.2.0 on slot B"
 deadline=$(( $(date +%s) + 60 ))
@@ -533,6 +556,7 @@ done
 [ "$(update 'd["slot"]')" = B ] || fail "/api/update: slot is not B after the rollback"
 [ "$(update 'd["other"]["good"]')" = False ] || fail "slot A is not bad after the rollback: $(api /api/update)"
 log "the page says: '$want'"
+data_kept "after the rollback"
 step_done "rollback (0.4.0 cannot start)"
 
 kill "$QEMU_PID" 2>/dev/null || true

@@ -46,8 +46,8 @@ use std::time::{Duration, Instant, SystemTime};
 pub const RESERVE: u64 = 64 << 20;
 
 /// What the RAUC client process costs while it runs (it is vigil's child,
-/// so the board's cgroup counts it): RSS of `rauc install` and `rauc
-/// status` measured on the emulated board (make test-ota), rounded up.
+/// so the board's cgroup counts it). vigil logs the measured peak after each
+/// install ([`rauc::clients_peak_rss`]); make test-ota prints it.
 pub const RAUC_CLIENT_BYTES: u64 = 8 << 20;
 
 /// RAUC's client on the boards.
@@ -390,6 +390,13 @@ impl Updater {
                 self.changed();
             })
             .await;
+        if let Some(peak) = rauc::clients_peak_rss() {
+            log::info!(
+                "update: RAUC's client peaked at {} KiB RSS (the budget's update line counts {} KiB)",
+                peak >> 10,
+                RAUC_CLIENT_BYTES >> 10
+            );
+        }
         let b = bundle.clone();
         let _ = self.disk.run(move || std::fs::remove_file(&b)).await;
         let result = match result {

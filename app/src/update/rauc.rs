@@ -309,6 +309,21 @@ impl Rauc {
     }
 }
 
+/// The highest RSS any of vigil's finished children reached, in bytes
+/// (`getrusage(RUSAGE_CHILDREN)`): vigil's only children are RAUC's client
+/// calls, so this is the figure behind [`super::RAUC_CLIENT_BYTES`], logged
+/// after each install for the board's test to read.
+pub fn clients_peak_rss() -> Option<u64> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes one rusage into the pointer it is given,
+    // which points at one zeroed, writable rusage.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) };
+    // SAFETY: zeroed is a valid rusage, and on success the kernel filled it.
+    let usage = unsafe { usage.assume_init() };
+    // ru_maxrss is in KiB on Linux.
+    (rc == 0).then(|| u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024)
+}
+
 fn last_line(text: &str) -> &str {
     text.lines()
         .map(str::trim)
@@ -546,6 +561,19 @@ mod tests {
         let mut into = Vec::new();
         let c = block_on(read_capped(Some(&mut from), &mut into, 4096));
         assert_eq!((c, into.len()), (Capped::Over, 4096));
+    }
+
+    #[test]
+    fn the_clients_peak_rss_counts_a_finished_child() {
+        // A child that holds 16 MB in a shell variable before it exits.
+        let status = std::process::Command::new("sh")
+            .args(["-c", "x=$(head -c 16000000 /dev/zero | tr '\\0' a); echo ${#x}"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("sh");
+        assert!(status.success());
+        let peak = clients_peak_rss().expect("getrusage");
+        assert!(peak >= 16_000_000, "peak {peak} bytes");
     }
 
     /// The client against a stand-in program that prints like RAUC.
