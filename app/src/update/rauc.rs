@@ -567,7 +567,10 @@ mod tests {
     fn the_clients_peak_rss_counts_a_finished_child() {
         // A child that holds 16 MB in a shell variable before it exits.
         let status = std::process::Command::new("sh")
-            .args(["-c", "x=$(head -c 16000000 /dev/zero | tr '\\0' a); echo ${#x}"])
+            .args([
+                "-c",
+                "x=$(head -c 16000000 /dev/zero | tr '\\0' a); echo ${#x}",
+            ])
             .stdout(Stdio::null())
             .status()
             .expect("sh");
