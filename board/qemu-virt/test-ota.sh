@@ -14,7 +14,7 @@
 #    signed by a foreign CA, one for another compatible, one truncated
 #    (the A/B state on the card untouched), one with a payload byte flipped
 #    (found while RAUC writes slot B: B is left marked bad, A stays first).
-# 3. A -> B with version 0.2.0 while vigil's RSS and threads are sampled
+# 3. A -> B with version 0.2.0 (a bundle over 100 MiB) while vigil's RSS and threads are sampled
 #    every second through /api/status (they must stay flat); phase
 #    installed; the reboot button; slot B boots vigil 0.2.0, which passes
 #    its probation (last.ok, slot B marked good); events from before the
@@ -96,6 +96,23 @@ good_bundle() { # VERSION
   mv "$DIR/vigil-$1.raucb" "$WORK/good-$1.raucb"
 }
 good_bundle 0.2.0
+# Step 3's upload is over 100 MiB, so the flat RSS is shown on a body far
+# larger than any buffer: 0.2.0's root filesystem (in IMAGE_DIR/bundle/input
+# now) with 24 MiB of random bytes, which no compression shrinks, signed again.
+in=$WORK/in-big
+mkdir -p "$in"
+cp --sparse=always "$DIR/bundle/input/rootfs.ext4" "$in/rootfs.ext4"
+head -c $((24 << 20)) /dev/urandom > "$WORK/padding"
+debugfs -w -R "write $WORK/padding /usr/share/ota-test-padding" "$in/rootfs.ext4" >"$WORK/debugfs.log" 2>&1 \
+  || fail "debugfs: $(cat "$WORK/debugfs.log")"
+rm -f "$WORK/padding"
+printf '[update]\ncompatible=%s\nversion=0.2.0\n\n[bundle]\nformat=verity\n\n[image.rootfs]\nfilename=rootfs.ext4\n' \
+  "$COMPATIBLE" > "$in/manifest.raucm"
+rauc bundle --cert "$KEYS/signing.cert.pem" --key "$KEYS/signing.key.pem" "$in" "$WORK/big-0.2.0.raucb" \
+  >"$WORK/rauc.log" 2>&1 || fail "rauc bundle big 0.2.0: $(cat "$WORK/rauc.log")"
+rm -rf "$in"
+[ "$(stat -c %s "$WORK/big-0.2.0.raucb")" -gt $((100 << 20)) ] \
+  || fail "the big 0.2.0 bundle is only $(stat -c %s "$WORK/big-0.2.0.raucb") bytes"
 good_bundle 0.3.0
 # 0.4.0: 0.3.0's root filesystem (still in IMAGE_DIR/bundle/input) with its
 # vigil cut to its first MiB, an ELF the kernel will not run: nothing of
@@ -141,7 +158,7 @@ byte=$(od -An -t u1 -j "$at" -N 1 "$WORK/flipped.raucb" | tr -d ' ')
 printf "$(printf '\\%03o' $((byte ^ 0xff)))" | dd of="$WORK/flipped.raucb" bs=1 seek="$at" conv=notrunc status=none
 truncate -s $(( $(stat -c %s "$WORK/truncated.raucb") / 2 )) "$WORK/truncated.raucb"
 head -c 1048576 /dev/urandom > "$WORK/notabundle.raucb"
-log "bundles: 0.2.0 and 0.3.0 ($(du -h --apparent-size "$WORK/good-0.2.0.raucb" | cut -f1) each), 0.4.0 with a truncated vigil, foreign CA, wrong compatible, flipped byte, truncated, 1 MiB of noise (the image has $IMAGE_VERSION)"
+log "bundles: 0.2.0 and 0.3.0 ($(du -h --apparent-size "$WORK/good-0.2.0.raucb" | cut -f1) each), 0.2.0 with padding ($(du -h --apparent-size "$WORK/big-0.2.0.raucb" | cut -f1)), 0.4.0 with a truncated vigil, foreign CA, wrong compatible, flipped byte, truncated, 1 MiB of noise (the image has $IMAGE_VERSION)"
 step_done bundles
 
 # --- the copy of the image -------------------------------------------------------
@@ -372,7 +389,7 @@ SAMPLER_PID=$!
 sleep 10
 base=$(wc -l < "$WORK/samples")
 t=$(date +%s)
-upload_as_admin "$WORK/good-0.2.0.raucb"
+upload_as_admin "$WORK/big-0.2.0.raucb"
 [ "$(cat "$WORK/code")" = 202 ] || fail "0.2.0: $(cat "$WORK/code") $(cat "$WORK/body"), expected 202"
 up_s=$(( $(date +%s) - t ))
 p=$(wait_phase 600)
@@ -406,7 +423,7 @@ uniq "$WORK/phases" | sed 's/^/    progress: /' >&2
 # the figure behind the budget's update line.
 peak=$(console_wait 0 "RAUC's client peaked at [0-9]+ KiB RSS" 30)
 log "measured: ${peak#*update: }"
-log "0.2.0 uploaded in $up_s s ($(du -h --apparent-size "$WORK/good-0.2.0.raucb" | cut -f1)), installed in $inst_s s; slots now '$(slots)'"
+log "0.2.0 uploaded in $up_s s ($(du -h --apparent-size "$WORK/big-0.2.0.raucb" | cut -f1)), installed in $inst_s s; slots now '$(slots)'"
 mark=$(console_mark)
 post_update /api/update/reboot
 [ "$(cat "$WORK/code")" = 200 ] || fail "the reboot button: $(cat "$WORK/code") $(cat "$WORK/body")"

@@ -46,8 +46,8 @@ use std::time::{Duration, Instant, SystemTime};
 pub const RESERVE: u64 = 64 << 20;
 
 /// What the RAUC client process costs while it runs (it is vigil's child,
-/// so the board's cgroup counts it). vigil logs the measured peak after each
-/// install ([`rauc::clients_peak_rss`]); make test-ota prints it.
+/// so the board's cgroup counts it). vigil logs the client's measured peak
+/// after each install ([`rauc::Rauc::install`]); make test-ota prints it.
 pub const RAUC_CLIENT_BYTES: u64 = 8 << 20;
 
 /// RAUC's client on the boards.
@@ -390,7 +390,7 @@ impl Updater {
                 self.changed();
             })
             .await;
-        if let Some(peak) = rauc::clients_peak_rss() {
+        if let Ok(peak) = &result {
             log::info!(
                 "update: RAUC's client peaked at {} KiB RSS (the budget's update line counts {} KiB)",
                 peak >> 10,
@@ -400,7 +400,7 @@ impl Updater {
         let b = bundle.clone();
         let _ = self.disk.run(move || std::fs::remove_file(&b)).await;
         let result = match result {
-            Ok(()) => self.installed(streaming).await,
+            Ok(_) => self.installed(streaming).await,
             Err(e) => Err(e),
         };
         if let Err(e) = result {

@@ -9,6 +9,7 @@
 //! child cannot make vigil allocate what it likes.
 
 use super::UpdateError;
+use crate::procstat::ProcSample;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -268,13 +269,20 @@ impl Rauc {
 
     /// Installs `bundle` into the other slot, calling `progress` with each
     /// step RAUC reports; the error is RAUC's last error when it says one.
+    /// Returns the client's peak RSS in bytes, as last read from its
+    /// /proc status (VmHWM) with each line it printed: the figure behind
+    /// [`super::RAUC_CLIENT_BYTES`]. Read there rather than from
+    /// `getrusage` of the children, whose high-water mark includes the
+    /// parent's pages the child had before its exec.
     pub async fn install(
         &self,
         bundle: &Path,
         mut progress: impl FnMut(u8, &str),
-    ) -> Result<(), UpdateError> {
+    ) -> Result<u64, UpdateError> {
         let path = bundle.to_string_lossy();
         let mut child = self.spawn(&["install", &path])?;
+        let pid = child.id();
+        let mut peak_rss = 0u64;
         let mut stdout = child.stdout.take();
         let mut stderr = child.stderr.take();
         let mut last_error: Option<String> = None;
@@ -283,6 +291,9 @@ impl Rauc {
             let Some(out) = stdout.as_mut() else { return };
             let mut reader = LineReader::new(out);
             while let Some(line) = reader.next_line().await {
+                if let Some(s) = pid.and_then(|p| ProcSample::read_pid(&p.to_string()).ok()) {
+                    peak_rss = peak_rss.max(s.rss_peak_bytes);
+                }
                 match parse_line(line) {
                     Line::Progress { percent, message } => progress(percent, message),
                     Line::LastError(why) => last_error = Some(why.to_owned()),
@@ -296,7 +307,7 @@ impl Rauc {
             source,
         })?;
         if status.success() {
-            return Ok(());
+            return Ok(peak_rss);
         }
         let why = last_error.unwrap_or_else(|| {
             let text = String::from_utf8_lossy(&err);
@@ -307,21 +318,6 @@ impl Rauc {
         });
         Err(UpdateError::Refused(why))
     }
-}
-
-/// The highest RSS any of vigil's finished children reached, in bytes
-/// (`getrusage(RUSAGE_CHILDREN)`): vigil's only children are RAUC's client
-/// calls, so this is the figure behind [`super::RAUC_CLIENT_BYTES`], logged
-/// after each install for the board's test to read.
-pub fn clients_peak_rss() -> Option<u64> {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage writes one rusage into the pointer it is given,
-    // which points at one zeroed, writable rusage.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) };
-    // SAFETY: zeroed is a valid rusage, and on success the kernel filled it.
-    let usage = unsafe { usage.assume_init() };
-    // ru_maxrss is in KiB on Linux.
-    (rc == 0).then(|| u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024)
 }
 
 fn last_line(text: &str) -> &str {
@@ -563,22 +559,6 @@ mod tests {
         assert_eq!((c, into.len()), (Capped::Over, 4096));
     }
 
-    #[test]
-    fn the_clients_peak_rss_counts_a_finished_child() {
-        // A child that holds 16 MB in a shell variable before it exits.
-        let status = std::process::Command::new("sh")
-            .args([
-                "-c",
-                "x=$(head -c 16000000 /dev/zero | tr '\\0' a); echo ${#x}",
-            ])
-            .stdout(Stdio::null())
-            .status()
-            .expect("sh");
-        assert!(status.success());
-        let peak = clients_peak_rss().expect("getrusage");
-        assert!(peak >= 16_000_000, "peak {peak} bytes");
-    }
-
     /// The client against a stand-in program that prints like RAUC.
     #[test]
     fn install_reports_progress_and_rauc_s_last_error() {
@@ -586,15 +566,18 @@ mod tests {
         let fake = dir.0.join("rauc");
         std::fs::write(
             &fake,
-            "#!/bin/sh\nif [ \"$1\" = install ] && [ \"$2\" = /good ]; then\n  echo installing\n  echo '  0% Installing'\n  echo ' 50% Copying image'\n  echo '100% Installing done.'\n  echo idle\n  echo 'Installing `/good` succeeded'\n  exit 0\nfi\necho '  0% Installing'\necho 'LastError: Failed verifying signature: signer not trusted'\necho 'Installing `/bad` failed' >&2\nexit 1\n",
+            "#!/bin/sh\nif [ \"$1\" = install ] && [ \"$2\" = /good ]; then\n  echo installing\n  echo '  0% Installing'\n  echo ' 50% Copying image'\n  echo '100% Installing done.'\n  sleep 0.3\n  echo idle\n  echo 'Installing `/good` succeeded'\n  exit 0\nfi\necho '  0% Installing'\necho 'LastError: Failed verifying signature: signer not trusted'\necho 'Installing `/bad` failed' >&2\nexit 1\n",
         )
         .expect("write");
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let rauc = Rauc::new(&fake);
         let mut seen = Vec::new();
-        block_on(rauc.install(Path::new("/good"), |p, m| seen.push((p, m.to_owned()))))
+        let peak = block_on(rauc.install(Path::new("/good"), |p, m| seen.push((p, m.to_owned()))))
             .expect("installs");
+        // The stand-in is a shell: some hundreds of KiB at least, read
+        // from its /proc status while it printed.
+        assert!(peak >= 100 << 10, "client peak RSS {peak} bytes");
         assert_eq!(
             seen,
             vec![
