@@ -170,6 +170,8 @@ part() { # NAME -> byte offset and size
 {
   cat "$DIR/work/rootfs/etc/vigil/config.toml"
   printf '\n[update]\nprobation = "%s"\nreboot_after = "0s"\n' "$PROBATION"
+  # Clips of the events, so their survival is checked too.
+  printf '\n[record]\nenabled = true\npre_roll = "2s"\npost_roll = "2s"\nmax_length = "10s"\nring_size = "2MiB"\n'
 } > "$WORK/config.toml"
 read -r off size < <(part data)
 dd if="$WORK/disk.img" of="$WORK/data.ext4" bs=1M iflag=skip_bytes,count_bytes skip="$off" count="$size" status=none
@@ -364,13 +366,24 @@ LAST_EVENT=$(api /api/status | json 'd["events"]["latest_id"]')
 # first event's snapshot and the configuration (the password: every login).
 api "/api/events/$FIRST_EVENT/snapshot.jpg" > "$WORK/snapshot-before.jpg" || fail "no snapshot for event $FIRST_EVENT"
 api /api/settings/export > "$WORK/config-before.toml" || fail "no configuration export"
+# The first event's clip, finished long before the first update's reboot:
+# taken after it as the reference, checked after each later step.
+CLIP_KEPT=
 data_kept() { # WHEN
+  if [ -z "$CLIP_KEPT" ]; then
+    api "/api/events/$FIRST_EVENT/clip.mp4" > "$WORK/clip-before.mp4" || fail "$1: no clip for event $FIRST_EVENT"
+    [ -s "$WORK/clip-before.mp4" ] || fail "$1: event $FIRST_EVENT's clip is empty"
+    CLIP_KEPT=$(stat -c %s "$WORK/clip-before.mp4")
+  else
+    api "/api/events/$FIRST_EVENT/clip.mp4" > "$WORK/clip-now.mp4" || fail "$1: no clip for event $FIRST_EVENT"
+    cmp -s "$WORK/clip-before.mp4" "$WORK/clip-now.mp4" || fail "$1: event $FIRST_EVENT's clip changed"
+  fi
   api "/api/events/$FIRST_EVENT/snapshot.jpg" > "$WORK/snapshot-now.jpg" || fail "$1: no snapshot for event $FIRST_EVENT"
   cmp -s "$WORK/snapshot-before.jpg" "$WORK/snapshot-now.jpg" || fail "$1: event $FIRST_EVENT's snapshot changed"
   api /api/settings/export > "$WORK/config-now.toml" || fail "$1: no configuration export"
   cmp -s "$WORK/config-before.toml" "$WORK/config-now.toml" \
     || fail "$1: the configuration changed: $(diff "$WORK/config-before.toml" "$WORK/config-now.toml" | head -n 5)"
-  log "$1: event $FIRST_EVENT's snapshot ($(stat -c %s "$WORK/snapshot-now.jpg") bytes) and the configuration as before"
+  log "$1: event $FIRST_EVENT's snapshot ($(stat -c %s "$WORK/snapshot-now.jpg") bytes), clip ($CLIP_KEPT bytes) and the configuration as before"
 }
 log "events before the update: first id $FIRST_EVENT, latest $LAST_EVENT"
 
