@@ -587,6 +587,14 @@ done
 [ "$(update 'd["other"]["good"]')" = False ] || fail "slot A is not bad after the rollback: $(api /api/update)"
 log "the page says: '$want'"
 data_kept "after the rollback"
+# The old system's boot is an ordinary one: vigil gives slot B its attempts
+# back (on the card), A stays bad.
+deadline=$(( $(date +%s) + 60 ))
+until [ "$(ab_both)" = "0: BOOT_A_LEFT=0 BOOT_B_LEFT=3 BOOT_ORDER=A B | 1: BOOT_A_LEFT=0 BOOT_B_LEFT=3 BOOT_ORDER=A B" ]; do
+  [ "$(date +%s)" -lt "$deadline" ] || fail "slot B not marked good on the card after the rollback: $(ab_both)"
+  sleep 1
+done
+log "after the rollback: slot B marked good again on the card, A bad: $(ab_both)"
 step_done "rollback (0.4.0 cannot start)"
 
 kill "$QEMU_PID" 2>/dev/null || true

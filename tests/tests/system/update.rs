@@ -373,5 +373,13 @@ fn a_new_system_whose_camera_does_not_stream_is_marked_bad_and_the_old_one_says_
     );
     assert_eq!(s["probation"], Value::Null);
     assert_eq!(update_files(&data), vec!["last.json"]);
+    // The old system is an ordinary boot: it gives its own slot the
+    // attempts back, or the boot loader would count it down too.
+    assert!(
+        wait_until(Duration::from_secs(30), || marks(&dir.0)
+            == "mark-bad booted\nmark-good booted\n"),
+        "marks after the rollback: {:?}",
+        marks(&dir.0)
+    );
     v.stop();
 }
