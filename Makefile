@@ -302,8 +302,10 @@ test-rauc: image-qemu
 # (board/qemu-virt/test-ota.sh builds its bundles 0.2.0, 0.3.0 and a broken
 # 0.4.0 from the image's tree): refusals (no session or CSRF, over
 # max_bundle, RAUC's refusals), A -> B -> A with the probation passed, vigil's
-# RSS and threads flat during an upload, and a rollback from a vigil that
-# cannot start. One VM; prints each step's time.
+# RSS and threads flat during a 119 MiB upload and the RAUC client's peak RSS,
+# events, snapshots, clips and the configuration kept, power cuts, and a
+# rollback from a vigil that cannot start. One VM; prints each step's time
+# (about 9 minutes on 2 cores).
 test-ota: image-qemu
 	VIGIL_BIN='$(CROSS_VIGIL)' bash board/qemu-virt/test-ota.sh '$(QEMU_IMAGE_DIR)'
 
