@@ -44,6 +44,7 @@ set -euo pipefail
 DIR=${1:?usage: test-ota.sh IMAGE_DIR}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 . "$ROOT/board/qemu-virt/ab-lib.sh"
+. "$ROOT/board/qemu-virt/bundle-lib.sh"
 export VIGIL_BIN=${VIGIL_BIN:-$ROOT/target/aarch64-unknown-linux-gnu/release/vigil}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-300}
 PROBATION=${OTA_PROBATION:-60s}
@@ -106,10 +107,8 @@ head -c $((24 << 20)) /dev/urandom > "$WORK/padding"
 debugfs -w -R "write $WORK/padding /usr/share/ota-test-padding" "$in/rootfs.ext4" >"$WORK/debugfs.log" 2>&1 \
   || fail "debugfs: $(cat "$WORK/debugfs.log")"
 rm -f "$WORK/padding"
-printf '[update]\ncompatible=%s\nversion=0.2.0\n\n[bundle]\nformat=verity\n\n[image.rootfs]\nfilename=rootfs.ext4\n' \
-  "$COMPATIBLE" > "$in/manifest.raucm"
-rauc bundle --cert "$KEYS/signing.cert.pem" --key "$KEYS/signing.key.pem" "$in" "$WORK/big-0.2.0.raucb" \
-  >"$WORK/rauc.log" 2>&1 || fail "rauc bundle big 0.2.0: $(cat "$WORK/rauc.log")"
+sign_bundle "$in" "$WORK/big-0.2.0.raucb" 0.2.0 "$COMPATIBLE" "$KEYS/signing.cert.pem" "$KEYS/signing.key.pem" \
+  2>"$WORK/rauc.log" || fail "rauc bundle big 0.2.0: $(cat "$WORK/rauc.log")"
 rm -rf "$in"
 [ "$(stat -c %s "$WORK/big-0.2.0.raucb")" -gt $((100 << 20)) ] \
   || fail "the big 0.2.0 bundle is only $(stat -c %s "$WORK/big-0.2.0.raucb") bytes"
@@ -125,38 +124,11 @@ printf 'vigil 0.4.0\n' > "$WORK/release-broken"
 printf '%s\n' "rm /usr/bin/vigil" "write $WORK/vigil-broken /usr/bin/vigil" "sif /usr/bin/vigil mode 0100755" \
   "rm /etc/vigil-release" "write $WORK/release-broken /etc/vigil-release" > "$WORK/broken.cmd"
 debugfs -w -f "$WORK/broken.cmd" "$in/rootfs.ext4" >"$WORK/debugfs.log" 2>&1 || fail "debugfs: $(cat "$WORK/debugfs.log")"
-printf '[update]\ncompatible=%s\nversion=0.4.0\n\n[bundle]\nformat=verity\n\n[image.rootfs]\nfilename=rootfs.ext4\n' \
-  "$COMPATIBLE" > "$in/manifest.raucm"
-rauc bundle --cert "$KEYS/signing.cert.pem" --key "$KEYS/signing.key.pem" "$in" "$WORK/broken-0.4.0.raucb" \
-  >"$WORK/rauc.log" 2>&1 || fail "rauc bundle 0.4.0: $(cat "$WORK/rauc.log")"
+sign_bundle "$in" "$WORK/broken-0.4.0.raucb" 0.4.0 "$COMPATIBLE" "$KEYS/signing.cert.pem" "$KEYS/signing.key.pem" \
+  2>"$WORK/rauc.log" || fail "rauc bundle 0.4.0: $(cat "$WORK/rauc.log")"
 rm -rf "$in"
 
-# small_bundle NAME COMPATIBLE CERT KEY: a verity bundle of an 8 MiB ext4
-# (as test-rauc.sh: verity needs a squashfs over 4096 bytes).
-small_bundle() {
-  local in=$WORK/in-$1
-  mkdir -p "$in" "$WORK/tree"
-  [ -f "$WORK/tree/noise" ] || head -c 65536 /dev/urandom > "$WORK/tree/noise"
-  mkfs.ext4 -q -F -d "$WORK/tree" "$in/rootfs.ext4" 8M >/dev/null
-  printf '[update]\ncompatible=%s\nversion=9.9.9\n\n[bundle]\nformat=verity\n\n[image.rootfs]\nfilename=rootfs.ext4\n' \
-    "$2" > "$in/manifest.raucm"
-  rauc bundle --cert "$3" --key "$4" "$in" "$WORK/$1.raucb" >/dev/null 2>&1 || fail "rauc bundle $1"
-  rm -rf "$in"
-}
-openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=foreign test CA" \
-  -addext basicConstraints=critical,CA:TRUE -keyout "$WORK/foreign.key" -out "$WORK/foreign.pem" 2>/dev/null
-small_bundle foreign "$COMPATIBLE" "$WORK/foreign.pem" "$WORK/foreign.key"
-small_bundle compat vigil-other-board "$KEYS/signing.cert.pem" "$KEYS/signing.key.pem"
-small_bundle flipped "$COMPATIBLE" "$KEYS/signing.cert.pem" "$KEYS/signing.key.pem"
-rauc info --keyring "$KEYS/ca.cert.pem" "$WORK/flipped.raucb" >/dev/null 2>&1 || fail "the small bundle is refused before any change"
-cp "$WORK/flipped.raucb" "$WORK/truncated.raucb"
-# One byte in the middle of the squashfs (its size at byte 40 of its
-# superblock), covered by the signed verity root hash.
-squash=$(od -An -t u8 -j 40 -N 8 "$WORK/flipped.raucb" | tr -d ' ')
-at=$((squash / 2))
-byte=$(od -An -t u1 -j "$at" -N 1 "$WORK/flipped.raucb" | tr -d ' ')
-printf "$(printf '\\%03o' $((byte ^ 0xff)))" | dd of="$WORK/flipped.raucb" bs=1 seek="$at" conv=notrunc status=none
-truncate -s $(( $(stat -c %s "$WORK/truncated.raucb") / 2 )) "$WORK/truncated.raucb"
+bad_bundles "$WORK" "$COMPATIBLE" "$KEYS" 2>"$WORK/bundles.err" || fail "bad bundles: $(cat "$WORK/bundles.err")"
 head -c 1048576 /dev/urandom > "$WORK/notabundle.raucb"
 log "bundles: 0.2.0 and 0.3.0 ($(du -h --apparent-size "$WORK/good-0.2.0.raucb" | cut -f1) each), 0.2.0 with padding ($(du -h --apparent-size "$WORK/big-0.2.0.raucb" | cut -f1)), 0.4.0 with a truncated vigil, foreign CA, wrong compatible, flipped byte, truncated, 1 MiB of noise (the image has $IMAGE_VERSION)"
 step_done bundles

@@ -52,37 +52,9 @@ IMAGE_VERSION=$(sed -n 's/^vigil //p' "$DIR/work/rootfs/etc/vigil-release")
   || fail "$BUNDLE has the image's version $VERSION: slot B could not be told from A (make bundle VERSION=...)"
 log "bundle $(basename "$BUNDLE"): vigil $VERSION (the image has $IMAGE_VERSION)"
 
-# small_bundle NAME COMPATIBLE CERT KEY: a verity bundle of an 8 MiB ext4
-# (verity needs a squashfs over 4096 bytes: the filesystem holds 64 KiB of
-# random bytes).
-small_bundle() {
-  local in=$WORK/in-$1
-  mkdir -p "$in" "$WORK/tree"
-  [ -f "$WORK/tree/noise" ] || head -c 65536 /dev/urandom > "$WORK/tree/noise"
-  mkfs.ext4 -q -F -d "$WORK/tree" "$in/rootfs.ext4" 8M
-  printf '[update]\ncompatible=%s\nversion=9.9.9\n\n[bundle]\nformat=verity\n\n[image.rootfs]\nfilename=rootfs.ext4\n' \
-    "$2" > "$in/manifest.raucm"
-  rauc bundle --cert "$3" --key "$4" "$in" "$WORK/$1.raucb" >/dev/null 2>&1 || fail "rauc bundle $1"
-}
-
-openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=foreign test CA" \
-  -addext basicConstraints=critical,CA:TRUE -keyout "$WORK/foreign.key" -out "$WORK/foreign.pem" 2>/dev/null
-small_bundle foreign "$COMPATIBLE" "$WORK/foreign.pem" "$WORK/foreign.key"
-small_bundle compat vigil-other-board "$KEYS/signing.cert.pem" "$KEYS/signing.key.pem"
-small_bundle flipped "$COMPATIBLE" "$KEYS/signing.cert.pem" "$KEYS/signing.key.pem"
-# The unchanged bundle passes the host's check: what the board refuses below
-# is the flipped byte, not a bundle that was bad from the start.
-rauc info --keyring "$KEYS/ca.cert.pem" "$WORK/flipped.raucb" >/dev/null 2>&1 || fail "the small bundle is refused before any change"
-cp "$WORK/flipped.raucb" "$WORK/truncated.raucb"
-# A verity bundle is the squashfs (its size at byte 40 of its superblock),
-# then the hash tree, the signature and the signature's size: one byte in
-# the middle of the squashfs, covered by the signed root hash, is flipped.
-squash=$(od -An -t u8 -j 40 -N 8 "$WORK/flipped.raucb" | tr -d ' ')
-at=$((squash / 2))
-byte=$(od -An -t u1 -j "$at" -N 1 "$WORK/flipped.raucb" | tr -d ' ')
-printf "$(printf '\\%03o' $((byte ^ 0xff)))" | dd of="$WORK/flipped.raucb" bs=1 seek="$at" conv=notrunc status=none
-truncate -s $(( $(stat -c %s "$WORK/truncated.raucb") / 2 )) "$WORK/truncated.raucb"
-log "bad bundles: foreign CA, compatible vigil-other-board, byte $at of $squash flipped, truncated to half"
+. "$ROOT/board/qemu-virt/bundle-lib.sh"
+bad_bundles "$WORK" "$COMPATIBLE" "$KEYS" 2>"$WORK/bundles.err" || fail "bad bundles: $(cat "$WORK/bundles.err")"
+log "bad bundles: foreign CA, compatible vigil-other-board, $FLIPPED_AT flipped, truncated to half"
 
 # --- the copy of the image ----------------------------------------------------------
 cp --sparse=always "$DIR/disk.img" "$WORK/disk.img"
